@@ -1,0 +1,1 @@
+"""regjax: the classic regularization techniques of a Keras tutorial, in pure JAX."""

@@ -1,0 +1,60 @@
+"""A TFDS builder that prepares MNIST-style IDX files as array_record data without
+TensorFlow: IDX parsed with numpy, images encoded with Pillow.
+
+TFDS' own mnist/fashion_mnist builders need TensorFlow to prepare; this one writes the
+same features (`image` uint8 28x28x1, `label` of 10 classes) under the same dataset name,
+so `tfds.data_source(name, data_dir=...)` reads the result.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+
+from regjax import data
+
+
+def make_builder(name: str, data_dir, idx_dir=None) -> tfds.core.GeneratorBasedBuilder:
+    """A builder for dataset `name` reading IDX files from `idx_dir` (downloaded if None)."""
+
+    class IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version("3.0.1")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict({
+                    "image": tfds.features.Image(shape=(*data.IMAGE_SHAPE, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=data.NUM_CLASSES),
+                }),
+                supervised_keys=("image", "label"),
+                # Keep the files' row order: Keras' validation_split takes the last rows.
+                disable_shuffling=True,
+            )
+
+        def _split_generators(self, dl_manager):
+            if idx_dir is None:
+                files = [stem + ".gz" for stems in data.IDX_FILES.values() for stem in stems]
+                paths = dl_manager.download({f: data.DOWNLOAD_URLS[name] + f for f in files})
+                directory = Path(os.fspath(paths[files[0]])).parent
+                # The download manager names files by their checksum; link the standard
+                # names beside them so the IDX reader finds them.
+                for f, p in paths.items():
+                    link = directory / f
+                    if not link.exists():
+                        link.symlink_to(os.fspath(p))
+            else:
+                directory = Path(idx_dir)
+            return {split: self._generate_examples(data.read_idx_split(directory, split))
+                    for split in data.IDX_FILES}
+
+        def _generate_examples(self, split: data.Split):
+            for i, (image, label) in enumerate(zip(split.images, split.labels)):
+                yield i, {"image": PIL.Image.fromarray(np.asarray(image)), "label": int(label)}
+
+    IdxBuilder.name = name
+    return IdxBuilder(data_dir=os.fspath(data_dir), file_format="array_record")
