@@ -1,0 +1,98 @@
+"""On-device random affine augmentation with the semantics of Keras' ImageDataGenerator
+(rotation_range, width/height_shift_range, shear_range, zoom_range, fill_mode='nearest',
+bilinear interpolation), for a batch of grayscale images at once."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class AffineParams(NamedTuple):
+    """Per-image parameters, named as ImageDataGenerator names them (each of shape [B])."""
+
+    theta: jax.Array  # rotation, degrees
+    tx: jax.Array  # shift along rows, pixels
+    ty: jax.Array  # shift along columns, pixels
+    shear: jax.Array  # degrees
+    zx: jax.Array  # zoom factor (> 1 zooms out)
+    zy: jax.Array
+
+
+def sample_affine_params(key: jax.Array, n: int, height: int, width: int, *,
+                         rotation_range: float, shift_range: float, shear_range: float,
+                         zoom_range: float) -> AffineParams:
+    """Draws n parameter sets as ImageDataGenerator.get_random_transform does."""
+    k = jax.random.split(key, 6)
+
+    def uniform(key, low, high):
+        return jax.random.uniform(key, (n,), minval=low, maxval=high)
+
+    return AffineParams(
+        theta=uniform(k[0], -rotation_range, rotation_range),
+        tx=uniform(k[1], -shift_range, shift_range) * height,
+        ty=uniform(k[2], -shift_range, shift_range) * width,
+        shear=uniform(k[3], -shear_range, shear_range),
+        zx=uniform(k[4], 1 - zoom_range, 1 + zoom_range),
+        zy=uniform(k[5], 1 - zoom_range, 1 + zoom_range),
+    )
+
+
+def affine_matrix(p: AffineParams, height: int, width: int) -> jax.Array:
+    """[B, 3, 3] matrices mapping output (row, col) to input (row, col) coordinates, built as
+    Keras' apply_affine_transform builds them: rotation @ shift @ shear @ zoom about the
+    image centre, then its axes swapped for numpy's (row, col) indexing."""
+    theta, shear = jnp.deg2rad(p.theta), jnp.deg2rad(p.shear)
+    zero, one = jnp.zeros_like(theta), jnp.ones_like(theta)
+
+    def mat(rows):
+        return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
+
+    rotation = mat([[jnp.cos(theta), -jnp.sin(theta), zero],
+                    [jnp.sin(theta), jnp.cos(theta), zero], [zero, zero, one]])
+    shift = mat([[one, zero, p.tx], [zero, one, p.ty], [zero, zero, one]])
+    shear_m = mat([[one, -jnp.sin(shear), zero], [zero, jnp.cos(shear), zero], [zero, zero, one]])
+    zoom = mat([[p.zx, zero, zero], [zero, p.zy, zero], [zero, zero, one]])
+    m = rotation @ shift @ shear_m @ zoom
+    o_x, o_y = height / 2 - 0.5, width / 2 - 0.5
+    offset = jnp.array([[1, 0, o_x], [0, 1, o_y], [0, 0, 1]], m.dtype)
+    reset = jnp.array([[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]], m.dtype)
+    m = offset @ m @ reset
+    swap = jnp.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], m.dtype)
+    return swap @ m @ swap
+
+
+def warp_bilinear(images: jax.Array, matrices: jax.Array) -> jax.Array:
+    """Resamples [B, H, W] images at matrix @ (row, col, 1) with bilinear interpolation and
+    edge replication outside the image: scipy.ndimage.affine_transform(order=1,
+    mode='nearest') for each image."""
+    b, h, w = images.shape
+    rows, cols = jnp.meshgrid(jnp.arange(h, dtype=images.dtype),
+                              jnp.arange(w, dtype=images.dtype), indexing="ij")
+    grid = jnp.stack([rows.ravel(), cols.ravel(), jnp.ones(h * w, images.dtype)])  # [3, HW]
+    src = matrices[:, :2, :] @ grid  # [B, 2, HW]
+    # Clamping the sample point to the image is exactly 'nearest' edge replication.
+    r = jnp.clip(src[:, 0], 0, h - 1)
+    c = jnp.clip(src[:, 1], 0, w - 1)
+    r0 = jnp.minimum(jnp.floor(r), h - 2)
+    c0 = jnp.minimum(jnp.floor(c), w - 2)
+    fr, fc = r - r0, c - c0
+    base = r0.astype(jnp.int32) * w + c0.astype(jnp.int32)
+    flat = images.reshape(b, h * w)
+    idx = jnp.concatenate([base, base + 1, base + w, base + w + 1], axis=1)
+    v00, v01, v10, v11 = jnp.split(jnp.take_along_axis(flat, idx, axis=1), 4, axis=1)
+    top = v00 + fc * (v01 - v00)
+    bottom = v10 + fc * (v11 - v10)
+    return (top + fr * (bottom - top)).reshape(b, h, w)
+
+
+def random_affine(key: jax.Array, images: jax.Array, *, rotation_range: float,
+                  shift_range: float, shear_range: float, zoom_range: float) -> jax.Array:
+    """A fresh random affine transform of each image in a [B, H, W] float batch."""
+    b, h, w = images.shape
+    params = sample_affine_params(key, b, h, w, rotation_range=rotation_range,
+                                  shift_range=shift_range, shear_range=shear_range,
+                                  zoom_range=zoom_range)
+    return warp_bilinear(images, affine_matrix(params, h, w))

@@ -1,0 +1,104 @@
+"""The notebook's models as Flax NNX modules, initialised as Keras does (glorot_uniform
+kernels, zero biases) so results are comparable with the original."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from regjax.config import Config
+from regjax.data import IMAGE_SHAPE, NUM_CLASSES
+
+# Keras BatchNormalization defaults (flax's epsilon is 1e-5).
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+CONV_FILTERS = 32
+
+
+def dense(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(in_features, out_features, kernel_init=nnx.initializers.glorot_uniform(),
+                      bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+
+class DenseStack(nnx.Module):
+    """Hidden Dense+ReLU layers, each optionally followed by BatchNorm and Dropout, then the
+    output Dense layer producing logits (softmax lives in the loss)."""
+
+    def __init__(self, in_features: int, config: Config, rngs: nnx.Rngs):
+        sizes = (in_features, *config.hidden)
+        self.hidden = nnx.List([dense(i, o, rngs) for i, o in zip(sizes[:-1], sizes[1:])])
+        self.norms = nnx.List(
+            [nnx.BatchNorm(o, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+             for o in config.hidden] if config.batchnorm else [])
+        self.dropout = nnx.Dropout(config.dropout)
+        self.output = dense(sizes[-1], NUM_CLASSES, rngs)
+
+    def __call__(self, x, *, train: bool, key=None, mask=None):
+        for i, layer in enumerate(self.hidden):
+            x = nnx.relu(layer(x))
+            if self.norms:
+                # Padded rows of a partial batch must not enter the batch statistics.
+                x = self.norms[i](x, use_running_average=not train,
+                                  mask=None if mask is None else mask[:, None])
+            if train and self.dropout.rate > 0:
+                x = self.dropout(x, deterministic=False, rngs=jax.random.fold_in(key, i))
+        return self.output(x)
+
+
+class MLP(nnx.Module):
+    """Flatten -> DenseStack: the notebook's Dense(128)-Dense(64)-Dense(10)."""
+
+    def __init__(self, config: Config, rngs: nnx.Rngs):
+        self.head = DenseStack(IMAGE_SHAPE[0] * IMAGE_SHAPE[1], config, rngs)
+
+    def __call__(self, images, *, train: bool, key=None, mask=None):
+        return self.head(images.reshape(images.shape[0], -1), train=train, key=key, mask=mask)
+
+    def regularized_kernels(self) -> list[jax.Array]:
+        return [layer.kernel[...] for layer in self.head.hidden]
+
+
+def conv3x3(images: jax.Array, kernel: jax.Array) -> jax.Array:
+    """'valid' 3x3 convolution of [B, H, W, C] as patches times a matrix.
+
+    On CPU this is several times faster than lax.conv for the kernel gradient, which is
+    one large matmul here instead of a small-channel convolution."""
+    h, w = images.shape[1] - 2, images.shape[2] - 2
+    patches = jnp.concatenate(
+        [images[:, i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=-1)
+    return patches @ kernel.reshape(-1, kernel.shape[-1])
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling, stride 2, 'valid' (as Keras): a reshape and a max, whose gradient is
+    much cheaper on CPU than reduce_window's select-and-scatter."""
+    b, h, w, c = x.shape
+    x = x[:, :h - h % 2, :w - w % 2, :]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class CNN(nnx.Module):
+    """Conv2D(32, 3x3, relu) -> MaxPool 2x2 -> Flatten -> DenseStack."""
+
+    def __init__(self, config: Config, rngs: nnx.Rngs):
+        # Keras' Conv2D kernel layout (3, 3, in, out), glorot over the receptive field.
+        self.kernel = nnx.Param(
+            nnx.initializers.glorot_uniform()(rngs.params(), (3, 3, 1, CONV_FILTERS)))
+        self.bias = nnx.Param(jnp.zeros((CONV_FILTERS,)))
+        pooled = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
+        self.head = DenseStack(pooled, config, rngs)
+
+    def __call__(self, images, *, train: bool, key=None, mask=None):
+        x = nnx.relu(conv3x3(images[..., None], self.kernel[...]) + self.bias[...])
+        x = max_pool_2x2(x)
+        return self.head(x.reshape(x.shape[0], -1), train=train, key=key, mask=mask)
+
+    def regularized_kernels(self) -> list[jax.Array]:
+        return [self.kernel[...]] + [layer.kernel[...] for layer in self.head.hidden]
+
+
+def make_model(config: Config, seed: int | None = None) -> MLP | CNN:
+    """The model for `config`, initialised from `seed` (default: config.seed)."""
+    rngs = nnx.Rngs(params=config.seed if seed is None else seed)
+    return {"mlp": MLP, "cnn": CNN}[config.model](config, rngs)

@@ -1,0 +1,262 @@
+"""Compiled training and evaluation, and the host-side fit loop.
+
+The whole dataset sits on the device as uint8. One compiled call trains one epoch: it
+draws the epoch's permutation, gathers each batch by index, normalises and augments it and
+takes the optimizer step, all under `lax.scan`, with the train state donated. The partial
+last batch is padded to full size and masked, so shapes never change and no row is dropped
+or repeated. Random keys derive from (seed, epoch, step) with `fold_in`, so a run is
+reproducible and any epoch can be recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from regjax import augment
+from regjax.config import Config
+from regjax.data import Split
+from regjax.losses import cross_entropy, weight_penalty
+from regjax.models import make_model
+from regjax.optim import keras_adam
+
+# Streams folded into a step's key, so dropout and augmentation never share randomness.
+SHUFFLE, DROPOUT, AUGMENT = 0, 1, 2
+EVAL_CHUNK = 2000
+
+
+class TrainState(NamedTuple):
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+
+
+class Metrics(NamedTuple):
+    """Sums over examples; divided by `count` on the host."""
+
+    loss: jax.Array  # per-example (cross-entropy + penalty), summed
+    correct: jax.Array
+    count: jax.Array
+
+
+def epoch_key(seed: int, epoch) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), epoch)
+
+
+class Trainer:
+    """Builds the compiled epoch and evaluation for one config and holds the model's graph.
+
+    The model is split once into its graph definition and its state (parameters and
+    batch-norm statistics); the compiled functions are pure functions of that state.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        model = make_model(config)
+        self.graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+        self.optimizer = keras_adam(config.learning_rate)
+        self._initial = (params, batch_stats)
+        self._train_epoch = jax.jit(self._epoch, static_argnums=4, donate_argnums=0)
+        self._evaluate = jax.jit(self._evaluate_impl)
+
+    def init_state(self) -> TrainState:
+        """A fresh copy of the initial state (training consumes the state it is given)."""
+        params, batch_stats = jax.tree.map(jnp.copy, self._initial)
+        return TrainState(params, batch_stats, self.optimizer.init(params))
+
+    # ------------------------------------------------------------------ pure functions
+
+    def loss(self, params, batch_stats, images, labels, weights, key, train: bool):
+        """Mean of cross-entropy over the weighted rows plus the weight penalty.
+
+        Returns (loss, (new batch stats, Metrics)); images are float [B, 28, 28]."""
+        c = self.config
+        model = nnx.merge(self.graphdef, params, batch_stats)
+        logits = model(images, train=train, key=key, mask=weights > 0)
+        per_example = cross_entropy(logits, labels, c.label_smoothing)
+        count = jnp.sum(weights)
+        penalty = weight_penalty(model.regularized_kernels(), c.l1, c.l2)
+        loss = jnp.sum(per_example * weights) / jnp.maximum(count, 1.0) + penalty
+        correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+        metrics = Metrics(jnp.sum(per_example * weights) + penalty * count, correct, count)
+        return loss, (nnx.state(model, nnx.BatchStat), metrics)
+
+    def train_step(self, state: TrainState, images, labels, weights, key) -> tuple[TrainState, Metrics]:
+        """One optimizer step on a batch of uint8 images."""
+        c = self.config
+        x = images.astype(jnp.float32) / 255.0
+        if c.augment:
+            x = augment.random_affine(
+                jax.random.fold_in(key, AUGMENT), x, rotation_range=c.rotation_range,
+                shift_range=c.shift_range, shear_range=c.shear_range, zoom_range=c.zoom_range)
+        grads, (batch_stats, metrics) = jax.grad(self.loss, has_aux=True)(
+            state.params, state.batch_stats, x, labels, weights,
+            jax.random.fold_in(key, DROPOUT), True)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), metrics
+
+    def _epoch(self, state: TrainState, images, labels, epoch, num_steps: int | None = None):
+        n, batch = labels.shape[0], self.config.batch_size
+        steps = math.ceil(n / batch)
+        key = epoch_key(self.config.seed, epoch)
+        order = jax.random.permutation(jax.random.fold_in(key, SHUFFLE), n)
+        # Pad the permutation to whole batches; padded slots get weight 0.
+        order = jnp.concatenate([order, jnp.zeros(steps * batch - n, order.dtype)])
+        weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
+
+        def step(state, i):
+            rows = jax.lax.dynamic_slice_in_dim(order, i * batch, batch)
+            w = jax.lax.dynamic_slice_in_dim(weights, i * batch, batch)
+            return self.train_step(state, images[rows], labels[rows], w,
+                                   jax.random.fold_in(key, i))
+
+        state, metrics = jax.lax.scan(step, state, jnp.arange(num_steps or steps))
+        return state, jax.tree.map(jnp.sum, metrics)
+
+    def _evaluate_impl(self, params, batch_stats, images, labels) -> Metrics:
+        n = labels.shape[0]
+        chunks = math.ceil(n / EVAL_CHUNK)
+        rows = jnp.arange(chunks * EVAL_CHUNK)
+        weights = (rows < n).astype(jnp.float32).reshape(chunks, EVAL_CHUNK)
+        rows = jnp.minimum(rows, n - 1).reshape(chunks, EVAL_CHUNK)
+
+        def chunk(_, inputs):
+            r, w = inputs
+            x = images[r].astype(jnp.float32) / 255.0
+            _, (_, metrics) = self.loss(params, batch_stats, x, labels[r], w, None, False)
+            return None, metrics
+
+        _, metrics = jax.lax.scan(chunk, None, (rows, weights))
+        return jax.tree.map(jnp.sum, metrics)
+
+    # ------------------------------------------------------------------- host wrappers
+
+    def train_epoch(self, state: TrainState, images, labels, epoch: int,
+                    num_steps: int | None = None) -> tuple[TrainState, dict]:
+        """Trains one epoch (or its first `num_steps` steps); `state` is consumed."""
+        state, metrics = self._train_epoch(state, images, labels,
+                                           jnp.asarray(epoch, jnp.int32), num_steps)
+        return state, summarize(metrics)
+
+    def evaluate(self, state: TrainState, images, labels) -> dict:
+        """Loss (with penalties, as Keras reports it) and accuracy in evaluation mode."""
+        return summarize(self._evaluate(state.params, state.batch_stats, images, labels))
+
+    def steps_per_epoch(self, n_rows: int) -> int:
+        return math.ceil(n_rows / self.config.batch_size)
+
+    def model(self, state: TrainState):
+        """The NNX model holding `state`'s parameters and statistics, for inspection."""
+        return nnx.merge(self.graphdef, state.params, state.batch_stats)
+
+
+def summarize(metrics: Metrics) -> dict:
+    m = jax.device_get(metrics)
+    count = max(float(m.count), 1.0)
+    return {"loss": float(m.loss) / count, "accuracy": float(m.correct) / count}
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """Keras' EarlyStopping(monitor='val_loss') rule, host side.
+
+    `wait` counts epochs without an improvement larger than min_delta; training stops when
+    wait >= patience (and never after the first epoch). Stopping happens one epoch earlier
+    than with flax.training.early_stopping for the same patience.
+    """
+
+    patience: int
+    min_delta: float = 0.0
+    best: float = math.inf
+    best_epoch: int = -1
+    wait: int = 0
+
+    def update(self, epoch: int, value: float) -> tuple[bool, bool]:
+        """Records `value` for `epoch`; returns (improved, should_stop)."""
+        self.wait += 1
+        if value - self.min_delta < self.best:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True, False
+        return False, self.wait >= self.patience and epoch > 0
+
+
+def to_device(split: Split) -> tuple[jax.Array, jax.Array]:
+    return jnp.asarray(split.images), jnp.asarray(split.labels)
+
+
+def fit(config: Config, train: Split, validation: Split, test: Split | None = None,
+        log: Callable[[str], None] = print) -> tuple[dict, Trainer, TrainState]:
+    """Trains as Keras' model.fit does, then evaluates on `test`.
+
+    Returns (history, trainer, final state). The history holds per-epoch loss, accuracy,
+    val_loss, val_accuracy and epoch_seconds (training plus validation; compilation is done
+    beforehand and reported as compile_seconds), and the test metrics."""
+    config.validate()
+    trainer = Trainer(config)
+    x_train, y_train = to_device(train)
+    x_val, y_val = to_device(validation)
+    state = trainer.init_state()
+
+    # Compile before the clock starts, so epoch times measure training alone.
+    start = time.perf_counter()
+    run_epoch = trainer._train_epoch.lower(state, x_train, y_train, jnp.int32(0)).compile()
+    run_eval = trainer._evaluate.lower(state.params, state.batch_stats, x_val, y_val).compile()
+    compile_seconds = time.perf_counter() - start
+
+    history: dict[str, Any] = {k: [] for k in
+                               ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")}
+    stopper = EarlyStopping(config.patience, config.min_delta) if config.early_stopping else None
+    best_state = None
+    steps = trainer.steps_per_epoch(len(train))
+    stopped_early = False
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        state, metrics = run_epoch(state, x_train, y_train, jnp.int32(epoch))
+        train_metrics = summarize(metrics)
+        val = summarize(run_eval(state.params, state.batch_stats, x_val, y_val))
+        seconds = time.perf_counter() - t0
+        for k, v in (*train_metrics.items(), *(("val_" + k, v) for k, v in val.items()),
+                     ("epoch_seconds", seconds)):
+            history[k].append(v)
+        log(f"epoch {epoch + 1}/{config.epochs} {seconds:.2f}s ({steps / seconds:,.0f} steps/s)"
+            f" - loss {train_metrics['loss']:.4f} - accuracy {train_metrics['accuracy']:.4f}"
+            f" - val_loss {val['loss']:.4f} - val_accuracy {val['accuracy']:.4f}")
+        if stopper is not None:
+            improved, stop = stopper.update(epoch, val["loss"])
+            if config.restore_best_weights and improved:
+                best_state = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
+            if stop:
+                stopped_early = True
+                log(f"early stopping after epoch {epoch + 1}: val_loss has not improved for "
+                    f"{config.patience} epochs (best {stopper.best:.4f} at epoch "
+                    f"{stopper.best_epoch + 1})")
+                break
+    if best_state is not None:
+        # As Keras 3: restore the best weights at the end of training whenever asked.
+        state = state._replace(params=best_state[0], batch_stats=best_state[1])
+        log(f"restored the weights of epoch {stopper.best_epoch + 1}")
+
+    epoch_seconds = history["epoch_seconds"]
+    history.update(
+        epochs_run=len(epoch_seconds),
+        stopped_early=stopped_early,
+        best_epoch=None if stopper is None else stopper.best_epoch + 1,
+        compile_seconds=compile_seconds,
+        steps_per_epoch=steps,
+        train_steps_per_second=float(np.median([steps / s for s in epoch_seconds[1:]]
+                                               if len(epoch_seconds) > 1 else
+                                               [steps / epoch_seconds[0]])),
+    )
+    if test is not None:
+        result = trainer.evaluate(state, *to_device(test))
+        history.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
+        log(f"test_loss {result['loss']:.4f} - test_accuracy {result['accuracy']:.4f}")
+    return history, trainer, state
