@@ -70,12 +70,40 @@ def conv3x3(images: jax.Array, kernel: jax.Array) -> jax.Array:
     return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
+@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max pooling, stride 2, 'valid' (as Keras): a reshape and a max, whose gradient is
-    much cheaper on CPU than reduce_window's select-and-scatter."""
+    """2x2 max pooling, stride 2, 'valid' (as Keras), over [B, H, W, C].
+
+    The gradient goes to the first maximum of each window in row-major order, as in
+    TensorFlow, so tied inputs (a blank image region) do not multiply it. Written as
+    elementwise selects with the winner's index saved: on CPU, reduce_window's
+    select-and-scatter gradient, or a reduce-max gradient that counts ties, costs several
+    times more than the rest of the layer."""
+    return _max_pool_fwd(x)[0]
+
+
+def _max_pool_fwd(x):
     b, h, w, c = x.shape
-    x = x[:, :h - h % 2, :w - w % 2, :]
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    x = x[:, :h - h % 2, :w - w % 2, :].reshape(b, h // 2, 2, w // 2, 2, c)
+    corners = [x[:, :, i, :, j, :] for i in (0, 1) for j in (0, 1)]
+    best, index = corners[0], jnp.zeros(corners[0].shape, jnp.int8)
+    for k, corner in enumerate(corners[1:], start=1):
+        better = corner > best  # strict: ties keep the earlier position
+        best = jnp.where(better, corner, best)
+        index = jnp.where(better, jnp.int8(k), index)
+    return best, (index, x.shape, (h, w))
+
+
+def _max_pool_bwd(residuals, g):
+    index, shape6, (h, w) = residuals
+    position = jnp.arange(4, dtype=jnp.int8).reshape(1, 1, 2, 1, 2, 1)
+    grad = jnp.where(index[:, :, None, :, None, :] == position, g[:, :, None, :, None, :], 0)
+    b, h2, _, w2, _, c = shape6
+    grad = grad.reshape(b, 2 * h2, 2 * w2, c)
+    return (jnp.pad(grad, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class CNN(nnx.Module):
