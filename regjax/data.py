@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import tempfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -166,16 +168,24 @@ def read_tfds_dataset(name: str, data_dir: str | os.PathLike) -> Dataset:
     return Dataset(name, f"TFDS data dir {data_dir}", splits["train"], splits["test"])
 
 
-def prepare_tfds_dataset(name: str, data_dir: str | os.PathLike, idx_dir=None) -> None:
-    """Prepares `name` as array_record TFDS data in `data_dir` from IDX files.
-
-    The files come from `idx_dir`, or are downloaded when it is None. This works without
-    TensorFlow (TFDS' own mnist builders need it), and keeps the files' row order, so
-    the Keras validation split (the last 20%) is the same rows as with the IDX files.
-    """
+def prepare_tfds_dataset(name: str, data_dir: str | os.PathLike,
+                         idx_dir: str | os.PathLike) -> None:
+    """Prepares `name` as array_record TFDS data in `data_dir` from the IDX files in
+    `idx_dir`. Works without TensorFlow (TFDS' own mnist builders need it) and keeps the
+    files' row order, so the Keras validation split is the same rows as with the files."""
     from regjax import tfds_builder
 
     tfds_builder.make_builder(name, data_dir, idx_dir).download_and_prepare()
+
+
+def download_idx_files(name: str, directory: Path, timeout: float = 30.0) -> None:
+    """Downloads the four gzipped IDX files of `name` into `directory` (one try each, with a
+    timeout, so an offline machine fails in seconds)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem in (s for stems in IDX_FILES.values() for s in stems):
+        url = DOWNLOAD_URLS[name] + stem + ".gz"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            (directory / (stem + ".gz")).write_bytes(response.read())
 
 
 # ------------------------------------------------------------------------------- loading
@@ -218,11 +228,13 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
         tried.append(f"no IDX files in {debian_dir} (apt-get install dataset-fashion-mnist)")
     if download:
         try:
-            prepare_tfds_dataset(name, tfds_dir)
+            with tempfile.TemporaryDirectory() as tmp:
+                download_idx_files(name, Path(tmp))
+                read_idx_dataset(name, tmp)  # reject corrupt downloads before preparing
+                prepare_tfds_dataset(name, tfds_dir, tmp)
             return read_tfds_dataset(name, tfds_dir)
-        except Exception as e:  # any network or preparation failure is reported below
-            tried.append(f"download from {DOWNLOAD_URLS[name]} failed ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})")
+        except (OSError, DataError) as e:  # urllib's errors are OSErrors
+            tried.append(f"download from {DOWNLOAD_URLS[name]} failed ({e})")
     else:
         tried.append("download disabled")
     raise DataError(

@@ -18,8 +18,8 @@ import tensorflow_datasets as tfds
 from regjax import data
 
 
-def make_builder(name: str, data_dir, idx_dir=None) -> tfds.core.GeneratorBasedBuilder:
-    """A builder for dataset `name` reading IDX files from `idx_dir` (downloaded if None)."""
+def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilder:
+    """A builder that prepares dataset `name` from the IDX files in `idx_dir`."""
 
     class IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         VERSION = tfds.core.Version("3.0.1")
@@ -37,19 +37,8 @@ def make_builder(name: str, data_dir, idx_dir=None) -> tfds.core.GeneratorBasedB
             )
 
         def _split_generators(self, dl_manager):
-            if idx_dir is None:
-                files = [stem + ".gz" for stems in data.IDX_FILES.values() for stem in stems]
-                paths = dl_manager.download({f: data.DOWNLOAD_URLS[name] + f for f in files})
-                directory = Path(os.fspath(paths[files[0]])).parent
-                # The download manager names files by their checksum; link the standard
-                # names beside them so the IDX reader finds them.
-                for f, p in paths.items():
-                    link = directory / f
-                    if not link.exists():
-                        link.symlink_to(os.fspath(p))
-            else:
-                directory = Path(idx_dir)
-            return {split: self._generate_examples(data.read_idx_split(directory, split))
+            del dl_manager  # the IDX files are local; data.download_idx_files fetches them
+            return {split: self._generate_examples(data.read_idx_split(Path(idx_dir), split))
                     for split in data.IDX_FILES}
 
         def _generate_examples(self, split: data.Split):

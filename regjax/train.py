@@ -48,7 +48,9 @@ class Metrics(NamedTuple):
 
 
 def epoch_key(seed: int, epoch) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), epoch)
+    # XLA's RngBitGenerator ("rbg") draws dropout masks several times faster on CPU than
+    # the default threefry; keys are still derived by fold_in, so runs are reproducible.
+    return jax.random.fold_in(jax.random.key(seed, impl="rbg"), epoch)
 
 
 def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
