@@ -79,5 +79,5 @@ def load_model(path: str | os.PathLike):
         raise ValueError(f"{path}: its arrays do not match the model its config describes")
     tree = traverse_util.unflatten_dict({k: jnp.asarray(stored[_name(k)]) for k in expected})
     nnx.replace_by_pure_dict(params, tree["params"])
-    nnx.replace_by_pure_dict(batch_stats, tree["batch_stats"])
+    nnx.replace_by_pure_dict(batch_stats, tree.get("batch_stats", {}))  # none without BN
     return config, nnx.merge(graphdef, params, batch_stats)

@@ -9,7 +9,7 @@ import platform
 import sys
 from pathlib import Path
 
-from regjax import artifacts, data
+from regjax import data
 from regjax.config import TECHNIQUES, Config, preset
 
 DEFAULTS = Config()
@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so that --help and bad flags answer at once, without starting JAX.
     import jax
 
+    from regjax import artifacts
     from regjax.train import fit
 
     log = (lambda _: None) if args.quiet else print

@@ -35,6 +35,10 @@ class DenseStack(nnx.Module):
         self.output = dense(sizes[-1], NUM_CLASSES, rngs)
 
     def __call__(self, x, *, train: bool, key=None, mask=None):
+        return self.output(self.features(x, train=train, key=key, mask=mask))
+
+    def features(self, x, *, train: bool, key=None, mask=None):
+        """The last hidden layer's activations, after batch norm and dropout."""
         for i, layer in enumerate(self.hidden):
             x = nnx.relu(layer(x))
             if self.norms:
@@ -43,7 +47,7 @@ class DenseStack(nnx.Module):
                                   mask=None if mask is None else mask[:, None])
             if train and self.dropout.rate > 0:
                 x = self.dropout(x, deterministic=False, rngs=jax.random.fold_in(key, i))
-        return self.output(x)
+        return x
 
 
 class MLP(nnx.Module):

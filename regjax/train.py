@@ -60,6 +60,17 @@ def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
     return jnp.argsort(jax.random.bits(key, (n,), jnp.uint32), stable=True).astype(jnp.int32)
 
 
+def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Array]:
+    """An epoch's batches as row indices [steps, batch] and weights [steps, batch]: a fresh
+    permutation of range(n), padded to whole batches; padded slots have weight 0, so every
+    row is trained on exactly once and the partial last batch keeps a fixed shape."""
+    steps = math.ceil(n / batch)
+    order = shuffled_indices(key, n)
+    order = jnp.concatenate([order, jnp.zeros(steps * batch - n, order.dtype)])
+    weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
+    return order.reshape(steps, batch), weights.reshape(steps, batch)
+
+
 class Trainer:
     """Builds the compiled epoch and evaluation for one config and holds the model's graph.
 
@@ -88,7 +99,8 @@ class Trainer:
 
         Returns (loss, (new batch stats, Metrics)); images are float [B, 28, 28]."""
         c = self.config
-        model = nnx.merge(self.graphdef, params, batch_stats)
+        # copy: fresh Variables belonging to this trace, which batch norm may update.
+        model = nnx.merge(self.graphdef, params, batch_stats, copy=True)
         logits = model(images, train=train, key=key, mask=weights > 0)
         per_example = cross_entropy(logits, labels, c.label_smoothing)
         count = jnp.sum(weights)
@@ -113,21 +125,18 @@ class Trainer:
         return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), metrics
 
     def _epoch(self, state: TrainState, images, labels, epoch, num_steps: int | None = None):
-        n, batch = labels.shape[0], self.config.batch_size
-        steps = math.ceil(n / batch)
         key = epoch_key(self.config.seed, epoch)
-        order = shuffled_indices(jax.random.fold_in(key, SHUFFLE), n)
-        # Pad the permutation to whole batches; padded slots get weight 0.
-        order = jnp.concatenate([order, jnp.zeros(steps * batch - n, order.dtype)])
-        weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
+        rows, weights = epoch_batches(jax.random.fold_in(key, SHUFFLE), labels.shape[0],
+                                      self.config.batch_size)
 
-        def step(state, i):
-            rows = jax.lax.dynamic_slice_in_dim(order, i * batch, batch)
-            w = jax.lax.dynamic_slice_in_dim(weights, i * batch, batch)
+        def step(state, inputs):
+            i, rows, w = inputs
             return self.train_step(state, images[rows], labels[rows], w,
                                    jax.random.fold_in(key, i))
 
-        state, metrics = jax.lax.scan(step, state, jnp.arange(num_steps or steps))
+        steps = jnp.arange(len(rows))
+        inputs = jax.tree.map(lambda a: a[:num_steps], (steps, rows, weights))
+        state, metrics = jax.lax.scan(step, state, inputs)
         return state, jax.tree.map(jnp.sum, metrics)
 
     def _evaluate_impl(self, params, batch_stats, images, labels) -> Metrics:

@@ -1,0 +1,87 @@
+"""scripts/train.py as a user runs it: outputs, the saved model, and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from regjax import artifacts, data
+from regjax.train import Trainer, TrainState, to_device
+from flax import nnx
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "train.py"
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("technique", ["l2", "batchnorm", "augmentation"])
+def test_train_writes_history_and_a_model_that_loads_back(tmp_path, tiny_idx_dir, technique):
+    out = tmp_path / "run"
+    result = run("--technique", technique, "--data-dir", tiny_idx_dir, "--epochs", 2,
+                 "--output-dir", out)
+    assert result.returncode == 0, result.stderr
+    assert len([l for l in result.stdout.splitlines() if l.startswith("epoch ")]) == 2
+    history = json.loads((out / "history.json").read_text())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"):
+        assert len(history[key]) == history["epochs_run"] == 2
+    assert history["technique"] == technique and history["dataset"] == "fashion_mnist"
+    assert history["config"]["epochs"] == 2 and history["stopped_early"] is False
+    assert history["train_steps_per_second"] > 0
+    # The saved model reproduces the reported test metrics.
+    config, model = artifacts.load_model(out / "model.npz")
+    assert config.to_dict() == {**history["config"], "hidden": tuple(history["config"]["hidden"])}
+    trainer = Trainer(config)
+    _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    dataset = data.read_idx_dataset("fashion_mnist", tiny_idx_dir)
+    result = trainer.evaluate(TrainState(params, stats, None), *to_device(dataset.test))
+    assert result["accuracy"] == pytest.approx(history["test_accuracy"], abs=1e-9)
+    assert result["loss"] == pytest.approx(history["test_loss"], rel=1e-5)
+
+
+def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
+    out = tmp_path / "run"
+    result = run("--technique", "dropout", "--l2", "1e-4", "--augment", "--epochs", 1,
+                 "--hidden", "32,16", "--data-dir", tiny_idx_dir, "--output-dir", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1
+    config = json.loads((out / "history.json").read_text())["config"]
+    assert (config["dropout"], config["l2"], config["augment"], config["hidden"]) == (
+        0.25, 1e-4, True, [32, 16])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--technique", "dropuot"], "did you mean 'dropout'"),
+    (["--dropout", "1.0"], "dropout rate must be in [0, 1)"),
+    (["--dropout", "-0.1"], "dropout rate must be in [0, 1)"),
+    (["--l1=-1e-3"], "l1 must be >= 0"),
+    (["--l2", "-1"], "l2 must be >= 0"),
+    (["--batch-size", "0"], "batch size must be >= 1"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--label-smoothing", "1.5"], "label smoothing must be in [0, 1]"),
+    (["--learning-rate", "0"], "learning rate must be > 0"),
+    (["--epochs", "ten"], "invalid int value"),
+    (["--hidden", "12,x"], "comma-separated integers"),
+    (["--data-dir", "/nonexistent/dir"], "does not exist"),
+    (["--dataset", "cifar10"], "unknown dataset 'cifar10'"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
+    result = run(*args, "--output-dir", tmp_path / "out", "--no-download")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_technique():
+    result = run("--help")
+    assert result.returncode == 0
+    for technique in ("baseline", "l1", "l2", "dropout", "batchnorm", "early_stopping",
+                      "augmentation", "label_smoothing"):
+        assert technique in result.stdout

@@ -1,0 +1,139 @@
+"""Gradients of every loss term against closed forms and finite differences."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+from regjax import config as cfg
+from regjax.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels
+from regjax.optim import keras_adam
+from regjax.train import Trainer
+
+
+def batch(n=16, seed=0):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    images = jax.random.uniform(k1, (n, 28, 28))
+    labels = jax.random.randint(k2, (n,), 0, 10)
+    return images, labels, jnp.ones(n)
+
+
+def loss_grads(config, images, labels, weights, key=None, train=True):
+    t = Trainer(config)
+    state = t.init_state()
+    return t, state, jax.grad(lambda p: t.loss(p, state.batch_stats, images, labels, weights,
+                                               key, train)[0])(state.params)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_l1_gradient_is_lambda_sign_on_hidden_kernels_only(model):
+    images, labels, w = batch()
+    plain = Trainer(cfg.Config(model=model, hidden=(32, 16)))
+    l1 = Trainer(cfg.Config(model=model, hidden=(32, 16), l1=0.01))
+    state = plain.init_state()
+    # Zero a column of every kernel: TensorFlow's |w| has gradient 0 there.
+    params = jax.tree.map(lambda a: a.at[..., 0].set(0.0) if a.ndim >= 2 else a, state.params)
+
+    def grads(trainer):
+        return jax.grad(lambda p: trainer.loss(p, state.batch_stats, images, labels, w, None,
+                                               True)[0])(params)
+
+    diff = jax.tree.map(lambda a, b: a - b, grads(l1), grads(plain))
+    penalised = 0
+    for (path, d), p in zip(jax.tree_util.tree_leaves_with_path(diff), jax.tree.leaves(params)):
+        name = jax.tree_util.keystr(path)
+        hidden_kernel = "['kernel']" in name and "['output']" not in name
+        expected = 0.01 * np.sign(p) if hidden_kernel else np.zeros_like(p)
+        np.testing.assert_allclose(d, expected, atol=1e-6, err_msg=name)
+        penalised += hidden_kernel
+    assert penalised == len(plain.model(state).regularized_kernels())
+
+
+def test_l2_gradient_is_two_lambda_w():
+    kernels = [jnp.array([[0.5, -1.0], [0.0, 2.0]]), jnp.array([3.0, -0.25])]
+    grads = jax.grad(lambda ks: l2_penalty(ks, 1e-3))(kernels)
+    for g, k in zip(grads, kernels):
+        np.testing.assert_allclose(g, 2e-3 * k, rtol=1e-6)
+    np.testing.assert_allclose(l2_penalty(kernels, 1e-3), 1e-3 * (5.25 + 9.0625), rtol=1e-6)
+
+
+def test_l1_value_and_gradient_at_zero():
+    k = jnp.array([-2.0, 0.0, 3.0])
+    np.testing.assert_allclose(l1_penalty([k], 0.5), 2.5)
+    np.testing.assert_array_equal(jax.grad(lambda k: l1_penalty([k], 0.5))(k), [-0.5, 0.0, 0.5])
+
+
+def test_full_loss_l2_adds_exactly_penalty_gradient():
+    images, labels, w = batch()
+    t0, s0, g0 = loss_grads(cfg.preset("baseline"), images, labels, w)
+    t2, s2, g2 = loss_grads(cfg.preset("l2"), images, labels, w)
+    kernels = t2.model(s2).regularized_kernels()
+    hidden = [g2["head"]["hidden"][i]["kernel"][...] - g0["head"]["hidden"][i]["kernel"][...]
+              for i in range(2)]
+    for d, k in zip(hidden, kernels):
+        np.testing.assert_allclose(d, 2e-3 * k, atol=1e-6)
+    np.testing.assert_allclose(g2["head"]["output"]["kernel"][...],
+                               g0["head"]["output"]["kernel"][...], atol=1e-7)
+
+
+def test_smooth_labels_is_the_notebook_formula():
+    y = jax.nn.one_hot(jnp.array([3, 0]), 10)
+    expected = np.asarray(y) * (1 - 0.1) + 0.1 / 10
+    np.testing.assert_allclose(smooth_labels(y, 0.1), expected, rtol=1e-7)
+    np.testing.assert_allclose(smooth_labels(y, 0.1), optax.smooth_labels(y, 0.1), rtol=1e-7)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_smoothed_cross_entropy_value_and_gradient(smoothing):
+    logits = jax.random.normal(jax.random.key(1), (5, 10)) * 3
+    labels = jnp.array([0, 3, 9, 3, 7])
+    targets = np.asarray(smooth_labels(jax.nn.one_hot(labels, 10), smoothing))
+    p = np.asarray(jax.nn.softmax(logits))
+    np.testing.assert_allclose(cross_entropy(logits, labels, smoothing),
+                               -(targets * np.log(p)).sum(-1), rtol=1e-5)
+    grad = jax.grad(lambda z: cross_entropy(z, labels, smoothing).sum())(logits)
+    np.testing.assert_allclose(grad, p - targets, atol=1e-6)
+
+
+@pytest.mark.parametrize("technique", ["l1", "l2", "dropout", "batchnorm", "label_smoothing",
+                                       "augmentation"])
+def test_full_loss_matches_finite_differences_in_float64(technique):
+    config = cfg.preset(technique, hidden=(12, 8) if technique != "augmentation" else (6,))
+    with jax.enable_x64(True):
+        t = Trainer(config)
+        state = t.init_state()
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), state.params)
+        stats = jax.tree.map(lambda a: a.astype(jnp.float64), state.batch_stats)
+        k1, k2 = jax.random.split(jax.random.key(3))
+        images = jax.random.uniform(k1, (6, 28, 28), dtype=jnp.float64)
+        labels = jax.random.randint(k2, (6,), 0, 10)
+        key = jax.random.key(7)  # a fixed dropout mask
+
+        def loss(params):
+            return t.loss(params, stats, images, labels, jnp.ones(6, jnp.float64), key, True)[0]
+
+        check_grads(loss, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)
+
+
+def test_keras_adam_matches_keras_update_rule():
+    """Keras' Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+    w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-7
+    w = np.array([0.5, -1.0, 0.0], np.float64)
+    grads = [np.array([0.1, -0.3, 0.0]), np.array([0.2, 0.1, 1e-4]), np.array([-0.5, 0.0, 2.0])]
+    opt = keras_adam(lr)
+    params = jnp.asarray(w, jnp.float32)
+    state = opt.init(params)
+    m = np.zeros(3)
+    v = np.zeros(3)
+    for t, g in enumerate(grads, start=1):
+        m += (g - m) * (1 - b1)
+        v += (g * g - v) * (1 - b2)
+        w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        updates, state = opt.update(jnp.asarray(g, jnp.float32), state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(params, w, rtol=1e-5, atol=1e-7)
