@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from regjax import config as cfg
-from regjax.models import BN_EPSILON, BN_MOMENTUM, conv3x3, make_model, max_pool_2x2
+from regjax.models import BN_EPSILON, BN_MOMENTUM, conv3x3_relu_maxpool, make_model
 from regjax.train import Trainer
 
 
@@ -94,29 +94,44 @@ def test_batchnorm_statistics_ignore_padded_rows():
     np.testing.assert_allclose(masked_mean, reference.head.norms[0].mean[...], rtol=1e-5)
 
 
-def test_conv3x3_matches_lax_convolution():
-    images = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
+def keras_conv_relu_pool(images, kernel, bias):
+    """Conv2D(3x3, 'valid', relu) then MaxPooling2D(2x2) with lax's generic primitives."""
+    conv = jax.lax.conv_general_dilated(images[..., None], kernel, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.reduce_window(jax.nn.relu(conv + bias), -jnp.inf, jax.lax.max,
+                                 (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 28), (2, 9, 12)])
+def test_conv_relu_pool_matches_lax_conv_and_reduce_window(shape):
+    images = jax.random.uniform(jax.random.key(0), shape)
     kernel = jax.random.normal(jax.random.key(1), (3, 3, 1, 32))
-    expected = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(conv3x3(images, kernel), expected, rtol=1e-5, atol=1e-5)
+    bias = jax.random.normal(jax.random.key(2), (32,)) * 0.3
+    expected = keras_conv_relu_pool(images, kernel, bias)
+    np.testing.assert_allclose(conv3x3_relu_maxpool(images, kernel, bias), expected,
+                               rtol=1e-5, atol=1e-5)
+    weights = jax.random.normal(jax.random.key(3), expected.shape)
+
+    def grads(f):
+        return jax.grad(lambda *a: jnp.sum(f(*a) * weights), argnums=(0, 1, 2))(
+            images, kernel, bias)
+
+    for ours, reference in zip(grads(conv3x3_relu_maxpool), grads(keras_conv_relu_pool)):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", [(2, 26, 26, 4), (1, 7, 5, 3)])
-def test_max_pool_values_and_gradient_match_reduce_window(shape):
-    x = jax.random.normal(jax.random.key(0), shape)
-
-    def reference(x):
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
-                                     "VALID")
-
-    np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
-    weights = jax.random.normal(jax.random.key(1), reference(x).shape)
-    np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(max_pool_2x2(x) * weights))(x),
-                               jax.grad(lambda x: jnp.sum(reference(x) * weights))(x))
-
-
-def test_max_pool_gradient_goes_to_the_first_of_tied_maxima():
-    x = jnp.array([[1.0, 1.0, 0.0, 2.0], [1.0, 1.0, 2.0, 2.0]]).reshape(1, 2, 4, 1)
-    grad = jax.grad(lambda x: max_pool_2x2(x).sum())(x)
-    np.testing.assert_array_equal(grad[0, :, :, 0], [[1, 0, 0, 1], [0, 0, 0, 0]])
+def test_pool_gradient_goes_to_the_first_of_tied_maxima():
+    """A blank image gives four equal convolution outputs (the bias) per window: the
+    gradient must reach the bias once per window, not four times."""
+    images = jnp.zeros((1, 6, 6))
+    kernel = jnp.ones((3, 3, 1, 2))
+    bias = jnp.array([0.5, -0.5])
+    grad_bias = jax.grad(lambda b: conv3x3_relu_maxpool(images, kernel, b).sum())(bias)
+    np.testing.assert_array_equal(grad_bias, [4.0, 0.0])  # 2x2 pooled outputs; relu kills the second
+    grad_images = jax.grad(lambda x: conv3x3_relu_maxpool(x, kernel, bias).sum())(images)
+    # Each window's winner is its top-left corner output: each sees its own 3x3 patch once.
+    expected = np.zeros((6, 6))
+    for i in (0, 2):
+        for j in (0, 2):
+            expected[i:i + 3, j:j + 3] += 1
+    np.testing.assert_array_equal(grad_images[0], expected)

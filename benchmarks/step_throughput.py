@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Training steps per second of each technique, validation included, as `train.py`
+measures it: the median over epochs after the first (compilation happens before).
+
+    python benchmarks/step_throughput.py                      # all techniques, 4 epochs each
+    python benchmarks/step_throughput.py --techniques baseline,augmentation --epochs 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+import jax
+
+from regjax import config as cfg
+from regjax import data
+from regjax.train import fit
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--techniques", default=",".join(cfg.TECHNIQUES),
+                   help="comma-separated presets (default: all)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per technique (default 4)")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--data-dir")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+
+    dataset = data.load_dataset(args.dataset, args.data_dir)
+    device = jax.devices()[0]
+    print(f"# {dataset.name}, jax {jax.__version__}, {device.platform}: "
+          f"{device.device_kind if device.platform != 'cpu' else cpu_model()}, "
+          f"{jax.local_device_count()} device(s)")
+    print(f"{'technique':16s} {'steps/epoch':>11s} {'steps/s':>9s} {'epoch s':>8s} "
+          f"{'compile s':>9s}")
+    results = []
+    for technique in args.techniques.split(","):
+        config = cfg.preset(technique, epochs=args.epochs, early_stopping=False)
+        train, val = data.train_and_validation(dataset, config.validation)
+        history, _, _ = fit(config, train, val, log=lambda _: None)
+        row = {"technique": technique, "steps_per_epoch": history["steps_per_epoch"],
+               "steps_per_second": history["train_steps_per_second"],
+               "epoch_seconds": history["epoch_seconds"],
+               "compile_seconds": history["compile_seconds"]}
+        results.append(row)
+        print(f"{technique:16s} {row['steps_per_epoch']:11d} {row['steps_per_second']:9.0f} "
+              f"{sorted(row['epoch_seconds'][1:] or row['epoch_seconds'])[0]:8.2f} "
+              f"{row['compile_seconds']:9.1f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device.device_kind, "cpu": cpu_model(), "results": results}, f,
+                      indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
