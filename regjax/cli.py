@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", choices=("mlp", "cnn"), help="mlp (Dense stack) or cnn "
                    "(Conv 3x3, MaxPool, Dense stack)")
     g.add_argument("--hidden", type=_hidden, metavar="N,N",
-                   help="hidden Dense sizes (mlp default 128,64; cnn 128)")
+                   help="hidden Dense sizes (default: the preset's, 128,64; augmentation 128)")
     g.add_argument("--dropout", type=float, metavar="RATE",
                    help="dropout rate after each hidden layer, in [0, 1) (dropout preset: 0.25)")
     _bool_flag(g, "batchnorm", "BatchNormalization after each hidden layer "
