@@ -130,7 +130,6 @@ class CNN(nnx.Module):
         return [self.kernel[...]] + [layer.kernel[...] for layer in self.head.hidden]
 
 
-def make_model(config: Config, seed: int | None = None) -> MLP | CNN:
-    """The model for `config`, initialised from `seed` (default: config.seed)."""
-    rngs = nnx.Rngs(params=config.seed if seed is None else seed)
-    return {"mlp": MLP, "cnn": CNN}[config.model](config, rngs)
+def make_model(config: Config) -> MLP | CNN:
+    """The model for `config`, initialised from config.seed."""
+    return {"mlp": MLP, "cnn": CNN}[config.model](config, nnx.Rngs(params=config.seed))
