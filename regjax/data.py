@@ -25,6 +25,7 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+IDX_STEMS = tuple(stem for stems in IDX_FILES.values() for stem in stems)
 # Debian's `dataset-fashion-mnist` package installs the IDX files here.
 DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 # Where the original files are published (used only for the download source).
@@ -120,9 +121,7 @@ def read_idx_split(directory: Path, split: str) -> Split:
 
 
 def has_idx_files(directory: Path) -> bool:
-    return all(
-        _find_file(directory, stem) is not None for stems in IDX_FILES.values() for stem in stems
-    )
+    return all(_find_file(directory, stem) is not None for stem in IDX_STEMS)
 
 
 def read_idx_dataset(name: str, directory: str | os.PathLike) -> Dataset:
@@ -182,7 +181,7 @@ def download_idx_files(name: str, directory: Path, timeout: float = 30.0) -> Non
     """Downloads the four gzipped IDX files of `name` into `directory` (one try each, with a
     timeout, so an offline machine fails in seconds)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for stem in (s for stems in IDX_FILES.values() for s in stems):
+    for stem in IDX_STEMS:
         url = DOWNLOAD_URLS[name] + stem + ".gz"
         with urllib.request.urlopen(url, timeout=timeout) as response:
             (directory / (stem + ".gz")).write_bytes(response.read())
@@ -209,8 +208,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
             return read_idx_dataset(name, directory)
         if has_tfds_dataset(name, directory):
             return read_tfds_dataset(name, directory)
-        missing = [s for stems in IDX_FILES.values() for s in stems
-                   if _find_file(directory, s) is None]
+        missing = [s for s in IDX_STEMS if _find_file(directory, s) is None]
         raise DataError(
             f"{directory} holds neither the IDX files of {name} (missing: {', '.join(missing)}, "
             f"each may end in .gz) nor a prepared TFDS dataset {directory / name}"
@@ -240,7 +238,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     raise DataError(
         f"dataset {name} is not available; tried: " + "; ".join(tried)
         + ". Supply it with --data-dir DIR holding the four IDX files "
-        + ", ".join(s for stems in IDX_FILES.values() for s in stems)
+        + ", ".join(IDX_STEMS)
         + " (optionally .gz)"
     )
 
