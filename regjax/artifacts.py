@@ -8,7 +8,6 @@ plus the run's config as JSON, so it can be loaded back without regjax too.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -67,10 +66,7 @@ def load_model(path: str | os.PathLike):
         stored = {k: archive[k] for k in archive.files}
     if CONFIG_KEY not in stored:
         raise ValueError(f"{path}: not a regjax model file (no config inside)")
-    fields = json.loads(str(stored.pop(CONFIG_KEY)))
-    fields["hidden"] = tuple(fields["hidden"])
-    config = Config(**{f.name: fields[f.name] for f in dataclasses.fields(Config)
-                       if f.name in fields})
+    config = Config.from_dict(json.loads(str(stored.pop(CONFIG_KEY))))
     model = make_model(config)
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     expected = _flat(params, batch_stats)

@@ -74,6 +74,11 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Config":
+        """The inverse of to_dict, also for its JSON form (where `hidden` is a list)."""
+        return cls(**{**fields, "hidden": tuple(fields["hidden"])})
+
 
 # The notebook's set-ups. Each is the baseline MLP (Dense 128-64-10, Adam, batch 64,
 # 20 epochs, validation_split=0.2) plus what its section of the notebook adds.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from regjax import artifacts, data
+from regjax.config import Config
 from regjax.train import Trainer, TrainState, to_device
 from flax import nnx
 
@@ -36,7 +37,7 @@ def test_train_writes_history_and_a_model_that_loads_back(tmp_path, tiny_idx_dir
     assert history["train_steps_per_second"] > 0
     # The saved model reproduces the reported test metrics.
     config, model = artifacts.load_model(out / "model.npz")
-    assert config.to_dict() == {**history["config"], "hidden": tuple(history["config"]["hidden"])}
+    assert config == Config.from_dict(history["config"])
     trainer = Trainer(config)
     _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     dataset = data.read_idx_dataset("fashion_mnist", tiny_idx_dir)
