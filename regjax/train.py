@@ -104,10 +104,11 @@ class Trainer:
         logits = model(images, train=train, key=key, mask=weights > 0)
         per_example = cross_entropy(logits, labels, c.label_smoothing)
         count = jnp.sum(weights)
+        total = jnp.sum(per_example * weights)
         penalty = weight_penalty(model.regularized_kernels(), c.l1, c.l2)
-        loss = jnp.sum(per_example * weights) / jnp.maximum(count, 1.0) + penalty
+        loss = total / jnp.maximum(count, 1.0) + penalty
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
-        metrics = Metrics(jnp.sum(per_example * weights) + penalty * count, correct, count)
+        metrics = Metrics(total + penalty * count, correct, count)
         return loss, (nnx.state(model, nnx.BatchStat), metrics)
 
     def train_step(self, state: TrainState, images, labels, weights, key) -> tuple[TrainState, Metrics]:
@@ -223,7 +224,7 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
     x_val, y_val = to_device(validation)
     state = trainer.init_state()
 
-    # Compile before the clock starts, so epoch times measure training alone.
+    # Compile before the clock starts, so epoch times measure training and validation only.
     start = time.perf_counter()
     run_epoch = trainer._train_epoch.lower(state, x_train, y_train, jnp.int32(0)).compile()
     run_eval = trainer._evaluate.lower(state.params, state.batch_stats, x_val, y_val).compile()
@@ -269,9 +270,9 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
         best_epoch=None if stopper is None else stopper.best_epoch + 1,
         compile_seconds=compile_seconds,
         steps_per_epoch=steps,
-        train_steps_per_second=float(np.median([steps / s for s in epoch_seconds[1:]]
-                                               if len(epoch_seconds) > 1 else
-                                               [steps / epoch_seconds[0]])),
+        # The first epoch is left out when there are others: it warms caches.
+        train_steps_per_second=float(np.median(
+            [steps / s for s in (epoch_seconds[1:] or epoch_seconds)])),
     )
     if test is not None:
         result = trainer.evaluate(state, *to_device(test))
