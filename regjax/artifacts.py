@@ -1,5 +1,6 @@
 """What a run leaves on disk, written atomically (a temporary file, then a rename), so an
-interrupted run never leaves a half-written file: history.json and the trained model.
+interrupted run never leaves a half-written file: history.json, the trained model and the
+checkpoints directory; and the checks that make an output directory safe to use.
 
 The model is a plain `.npz` (numpy's standard archive): one array per parameter or
 batch-norm statistic, keyed by its path in the model (e.g. `params/head/hidden/0/kernel`),
@@ -9,10 +10,13 @@ plus the run's config as JSON, so it can be loaded back without regjax too.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
@@ -21,6 +25,65 @@ from regjax.config import Config
 from regjax.models import make_model
 
 CONFIG_KEY = "__config__"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process' umask (there is no call that only reads it)
+HISTORY, MODEL, CHECKPOINTS = "history.json", "model.npz", "checkpoints"
+RUN_FILES = (HISTORY, MODEL, CHECKPOINTS)
+
+
+class OutputDirError(Exception):
+    """The output directory cannot be used for this run."""
+
+
+def run_bytes(config: Config, keep_checkpoints: int) -> int:
+    """About how much disk a run needs: its checkpoints (parameters, statistics and Adam's
+    two moments; twice with the best weights; `keep_checkpoints` plus the best plus one being
+    written) and the final model."""
+    model = nnx.eval_shape(lambda: make_model(config))
+    weights = sum(math.prod(x.shape) * x.dtype.itemsize
+                  for x in jax.tree.leaves(nnx.state(model)))
+    per_checkpoint = weights * (3 + (config.early_stopping and config.restore_best_weights))
+    return per_checkpoint * (keep_checkpoints + 2) + weights
+
+
+def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int) -> None:
+    """Checks, before any training, that `path` can take this run, and creates it.
+
+    A non-empty directory is refused unless the run resumes from its checkpoints or is told
+    to overwrite (which deletes only regjax's own files there: history.json, model.npz and
+    checkpoints/). The directory must be writable and have `needed_bytes` free."""
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"output directory {path} exists and is not a directory")
+    present = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if resume and overwrite:
+        raise OutputDirError("--resume and --overwrite contradict each other; choose one")
+    if resume and CHECKPOINTS not in present:
+        raise OutputDirError(f"nothing to resume in {path}: it has no {CHECKPOINTS}/ "
+                             "directory; run without --resume to start a new run")
+    if present and not (resume or overwrite):
+        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+        raise OutputDirError(f"output directory {path} is not empty ({shown}); pass --resume "
+                             "to continue its run, --overwrite to replace it, or choose "
+                             "another --output-dir")
+    try:
+        if overwrite:
+            for name in RUN_FILES:
+                target = path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write(path / ".write-test", lambda f: f.write(b"regjax"))
+        (path / ".write-test").unlink()
+        free = shutil.disk_usage(path).free
+    except OSError as e:
+        raise OutputDirError(f"cannot write to output directory {path}: "
+                             f"{e.strerror or e}") from None
+    if free < needed_bytes:
+        raise OutputDirError(f"output directory {path} has {free / 1e6:.1f} MB free; this run "
+                             f"needs about {needed_bytes / 1e6:.1f} MB for its checkpoints and "
+                             "model: free some space or choose another --output-dir")
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -29,6 +92,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would create it, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

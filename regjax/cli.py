@@ -1,11 +1,15 @@
 """`python scripts/train.py`: train one technique (or any combination of knobs), print one
-line per epoch, write history.json and the trained model."""
+line per epoch, write history.json, checkpoints and the trained model; resume a run that was
+interrupted."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -29,7 +33,20 @@ examples:
   python scripts/train.py --technique dropout --dataset fashion_mnist
   python scripts/train.py --technique dropout --l2 1e-4 --augment --epochs 5
   python scripts/train.py --technique baseline --data-dir ~/mnist-idx --dataset mnist
+  python scripts/train.py --technique early_stopping --resume   # after Ctrl-C or a crash
+
+interrupting and resuming:
+  A checkpoint is written to <output-dir>/checkpoints after every epoch. The first Ctrl-C
+  (SIGINT) or SIGTERM finishes the current epoch, saves it and stops; a second one stops at
+  once, keeping the checkpoints of the finished epochs. Run the same command with --resume
+  to continue: the result is exactly that of an uninterrupted run.
+
+exit status:
+  0 done; 1 data, output directory or checkpoint problem; 2 bad flags;
+  3 the loss diverged (not finite); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM)
 """
+
+EXIT_DIVERGED = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,7 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true",
                    help="never try to download the dataset")
     p.add_argument("--output-dir", type=Path, metavar="DIR",
-                   help="where history.json and model.npz go (default: runs/<technique>)")
+                   help="where history.json, model.npz and checkpoints/ go (default: "
+                        "runs/<technique>); must be empty or absent unless --resume or "
+                        "--overwrite")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output directory from its newest "
+                        "checkpoint; give the same flags as the run being resumed")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a non-empty output directory, deleting the "
+                        "history.json, model.npz and checkpoints/ there (nothing else)")
+    p.add_argument("--keep-checkpoints", type=int, default=2, metavar="N",
+                   help="keep the newest N checkpoints plus the one with the lowest "
+                        "val_loss (default 2)")
     p.add_argument("--quiet", action="store_true", help="print only the final result")
 
     g = p.add_argument_group("model")
@@ -128,44 +156,116 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return preset(args.technique, **overrides)
 
 
+class StopOnSignal:
+    """SIGINT and SIGTERM while training: the first asks training to stop after the current
+    epoch (which is then checkpointed); a second one exits at once, leaving the checkpoints
+    of the finished epochs (each is written atomically) and history.json as they are."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def __enter__(self):
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.signum is not None:
+            print(f"train.py: {name} again: stopping now, without the current epoch; the "
+                  "checkpoints of finished epochs are intact", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.signum = signum
+        print(f"train.py: {name}: finishing the current epoch, then saving it and stopping "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes the run started by `argv`."""
+    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return shlex.join(["python", "scripts/train.py", *args, "--resume"])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
     except ValueError as e:
         parser.error(str(e))
-    output_dir = args.output_dir or Path("runs") / args.technique
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        parser.error(f"cannot create output directory {output_dir}: {e.strerror}")
-    try:
-        dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
-    except data.DataError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 1
+    if args.keep_checkpoints < 1:
+        parser.error(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
 
     # Imported here so that --help and bad flags answer at once, without starting JAX.
     import jax
 
     from regjax import artifacts
+    from regjax.checkpoint import CheckpointError, Checkpoints
     from regjax.train import fit
+
+    def fail(message: str) -> int:
+        print(f"train.py: error: {message}", file=sys.stderr)
+        return 1
+
+    output_dir = args.output_dir or Path("runs") / args.technique
+    try:
+        artifacts.prepare_output_dir(
+            output_dir, resume=args.resume, overwrite=args.overwrite,
+            needed_bytes=artifacts.run_bytes(config, args.keep_checkpoints))
+        dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
+    except (artifacts.OutputDirError, data.DataError) as e:
+        return fail(str(e))
 
     log = (lambda _: None) if args.quiet else print
     train_split, val_split = data.train_and_validation(dataset, config.validation)
     log(f"{args.technique} on {dataset.name} ({dataset.source}): {len(train_split):,} training "
         f"rows, {len(val_split):,} validation rows, device {jax.devices()[0].device_kind}")
-    history, trainer, state = fit(config, train_split, val_split, dataset.test, log=log)
-    history = {
+    about = {
         "technique": args.technique, "config": config.to_dict(), "dataset": dataset.name,
         "data_source": dataset.source, "device": jax.devices()[0].device_kind,
-        "platform": platform.platform(), "jax_version": jax.__version__, **history,
+        "platform": platform.platform(), "jax_version": jax.__version__,
     }
-    artifacts.write_json(output_dir / "history.json", history)
-    artifacts.save_model(output_dir / "model.npz", config, state.params, state.batch_stats)
+
+    def write_history(history: dict) -> None:
+        artifacts.write_json(output_dir / artifacts.HISTORY, {**about, **history})
+
+    checkpoints = Checkpoints(output_dir / artifacts.CHECKPOINTS, keep=args.keep_checkpoints)
+    try:
+        with StopOnSignal() as stop:
+            history, trainer, state = fit(
+                config, train_split, val_split, dataset.test, log=log, checkpoints=checkpoints,
+                resume=args.resume, should_stop=stop, on_epoch=write_history)
+    except CheckpointError as e:
+        return fail(str(e))
+    finally:
+        checkpoints.close()
+    write_history(history)
+
+    done = history["epochs_run"]
+    if history["status"] == "interrupted":
+        print(f"train.py: stopped after epoch {done} of {config.epochs}; checkpoint and "
+              f"history in {output_dir}. Resume with:\n  {resume_command(argv)}",
+              file=sys.stderr)
+        return 128 + stop.signum
+    if history["status"] == "diverged":
+        last = f"the checkpoint of epoch {done} in {output_dir / artifacts.CHECKPOINTS}" \
+            if done else "none (no epoch finished)"
+        fail(f"the loss became non-finite in epoch {history['diverged_epoch']}, so training "
+             f"stopped; the last good checkpoint is {last}. Lower --learning-rate and start "
+             "again with --overwrite")
+        return EXIT_DIVERGED
+    artifacts.save_model(output_dir / artifacts.MODEL, config, state.params, state.batch_stats)
     print(f"{args.technique}: test_accuracy {history['test_accuracy']:.4f} test_loss "
-          f"{history['test_loss']:.4f} after {history['epochs_run']} epochs "
+          f"{history['test_loss']:.4f} after {done} epochs "
           f"({history['train_steps_per_second']:,.0f} steps/s); wrote {output_dir}/history.json "
           f"and model.npz")
     return 0

@@ -8,6 +8,7 @@ silently replaced by another one.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gzip
 import os
 import tempfile
@@ -200,7 +201,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     package, then a download prepared into the TFDS data dir.
     """
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"unknown dataset {name!r}{hint}; choose one of {', '.join(DATASETS)}")
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
         if not directory.is_dir():

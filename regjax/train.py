@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from regjax import augment
+from regjax.checkpoint import CheckpointError, Checkpoints
 from regjax.config import Config
 from regjax.data import Split
 from regjax.losses import cross_entropy, weight_penalty
@@ -211,71 +212,143 @@ def to_device(split: Split) -> tuple[jax.Array, jax.Array]:
     return jnp.asarray(split.images), jnp.asarray(split.labels)
 
 
-def fit(config: Config, train: Split, validation: Split, test: Split | None = None,
-        log: Callable[[str], None] = print) -> tuple[dict, Trainer, TrainState]:
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+
+
+def _restore(checkpoints: Checkpoints, trainer: Trainer, n_train: int, n_val: int):
+    """The newest checkpoint's (state, best weights or None, record), after checking that it
+    belongs to this config and data."""
+    epoch = checkpoints.latest_epoch()
+    if epoch is None:
+        raise CheckpointError(f"{checkpoints.directory}: no complete checkpoint to resume from")
+    record = checkpoints.record(epoch)
+    saved = Config.from_dict(record["config"])
+    if saved != trainer.config:
+        mine, theirs = trainer.config.to_dict(), saved.to_dict()
+        diff = ", ".join(f"{k}={theirs[k]!r} (now {mine[k]!r})" for k in mine if mine[k] != theirs[k])
+        raise CheckpointError(f"{checkpoints.directory}: the checkpoint was made with a "
+                              f"different config: {diff}; resume with the same flags")
+    if (record["train_rows"], record["validation_rows"]) != (n_train, n_val):
+        raise CheckpointError(
+            f"{checkpoints.directory}: the checkpoint was trained on {record['train_rows']:,} "
+            f"training and {record['validation_rows']:,} validation rows, not {n_train:,} and "
+            f"{n_val:,}; resume with the same dataset")
+    state = trainer.init_state()
+    like = {"state": state, "best": (state.params, state.batch_stats)}
+    if "best" not in record["arrays"]:
+        del like["best"]
+    arrays = checkpoints.arrays(epoch, like)
+    return arrays["state"], arrays.get("best"), record
+
+
+def fit(config: Config, train: Split, validation: Split, test: Split | None = None, *,
+        log: Callable[[str], None] = print, checkpoints: Checkpoints | None = None,
+        resume: bool = False, should_stop: Callable[[], bool] = lambda: False,
+        on_epoch: Callable[[dict], None] = lambda history: None,
+        ) -> tuple[dict, Trainer, TrainState]:
     """Trains as Keras' model.fit does, then evaluates on `test`.
 
     Returns (history, trainer, final state). The history holds per-epoch loss, accuracy,
     val_loss, val_accuracy and epoch_seconds (training plus validation; compilation is done
-    beforehand and reported as compile_seconds), and the test metrics."""
+    beforehand and reported as compile_seconds), the test metrics, and `status`:
+      - "completed": all epochs ran, or early stopping ended the run;
+      - "interrupted": `should_stop()` was true before an epoch (checked between epochs);
+      - "diverged": an epoch's loss was not finite; that epoch is neither recorded nor
+        checkpointed (`diverged_epoch` names it).
+    With `checkpoints`, a checkpoint is written after every epoch; with `resume`, training
+    continues from the newest one and ends exactly as an uninterrupted run would.
+    """
     config.validate()
     trainer = Trainer(config)
     x_train, y_train = to_device(train)
     x_val, y_val = to_device(validation)
-    state = trainer.init_state()
+    keep_best = config.early_stopping and config.restore_best_weights
+
+    state, best = trainer.init_state(), None  # best: (params, batch_stats) of the best epoch
+    history: dict[str, Any] = {k: [] for k in HISTORY_KEYS}
+    stopper = EarlyStopping(config.patience, config.min_delta) if config.early_stopping else None
+    stopped_early, done = False, 0  # done: epochs completed
+    if resume:
+        state, best, record = _restore(checkpoints, trainer, len(train), len(validation))
+        done, history, stopped_early = record["epoch"], record["history"], record["stopped_early"]
+        if stopper is not None:
+            stopper = EarlyStopping(**record["early_stopping"])
+        log(f"resuming from the checkpoint of epoch {done} in {checkpoints.directory}")
 
     # Compile before the clock starts, so epoch times measure training and validation only.
     start = time.perf_counter()
     run_epoch = trainer._train_epoch.lower(state, x_train, y_train, jnp.int32(0)).compile()
     run_eval = trainer._evaluate.lower(state.params, state.batch_stats, x_val, y_val).compile()
     compile_seconds = time.perf_counter() - start
-
-    history: dict[str, Any] = {k: [] for k in
-                               ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")}
-    stopper = EarlyStopping(config.patience, config.min_delta) if config.early_stopping else None
-    best_state = None
     steps = trainer.steps_per_epoch(len(train))
-    stopped_early = False
-    for epoch in range(config.epochs):
-        t0 = time.perf_counter()
-        state, metrics = run_epoch(state, x_train, y_train, jnp.int32(epoch))
-        train_metrics = summarize(metrics)
-        val = summarize(run_eval(state.params, state.batch_stats, x_val, y_val))
-        seconds = time.perf_counter() - t0
-        for k, v in (*train_metrics.items(), *(("val_" + k, v) for k, v in val.items()),
-                     ("epoch_seconds", seconds)):
-            history[k].append(v)
-        log(f"epoch {epoch + 1}/{config.epochs} {seconds:.2f}s ({steps / seconds:,.0f} steps/s)"
-            f" - loss {train_metrics['loss']:.4f} - accuracy {train_metrics['accuracy']:.4f}"
-            f" - val_loss {val['loss']:.4f} - val_accuracy {val['accuracy']:.4f}")
-        if stopper is not None:
-            improved, stop = stopper.update(epoch, val["loss"])
-            if config.restore_best_weights and improved:
-                best_state = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
-            if stop:
-                stopped_early = True
-                log(f"early stopping after epoch {epoch + 1}: val_loss has not improved for "
+
+    def summary(status: str) -> dict:
+        seconds = history["epoch_seconds"]
+        return {
+            **history, "status": status, "epochs_run": len(seconds),
+            "stopped_early": stopped_early,
+            "best_epoch": None if stopper is None else stopper.best_epoch + 1,
+            "compile_seconds": compile_seconds, "steps_per_epoch": steps,
+            # The first epoch is left out when there are others: it warms caches.
+            "train_steps_per_second": float(np.median([steps / s for s in (seconds[1:] or seconds)]))
+            if seconds else None,
+        }
+
+    status = "completed"
+    try:
+        while done < config.epochs and not stopped_early:
+            if should_stop():
+                status = "interrupted"
+                break
+            t0 = time.perf_counter()
+            state, metrics = run_epoch(state, x_train, y_train, jnp.int32(done))
+            train_metrics = summarize(metrics)
+            val = summarize(run_eval(state.params, state.batch_stats, x_val, y_val))
+            seconds = time.perf_counter() - t0
+            if not all(math.isfinite(v) for v in (train_metrics["loss"], val["loss"])):
+                status = "diverged"
+                log(f"epoch {done + 1}/{config.epochs}: loss {train_metrics['loss']}, val_loss "
+                    f"{val['loss']}: not finite, stopping without saving this epoch")
+                break
+            done += 1
+            for k, v in (*train_metrics.items(), *(("val_" + k, v) for k, v in val.items()),
+                         ("epoch_seconds", seconds)):
+                history[k].append(v)
+            log(f"epoch {done}/{config.epochs} {seconds:.2f}s ({steps / seconds:,.0f} steps/s)"
+                f" - loss {train_metrics['loss']:.4f} - accuracy {train_metrics['accuracy']:.4f}"
+                f" - val_loss {val['loss']:.4f} - val_accuracy {val['accuracy']:.4f}")
+            if stopper is not None:
+                improved, stopped_early = stopper.update(done - 1, val["loss"])
+                if keep_best and improved:
+                    best = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
+            if checkpoints is not None:
+                arrays = {"state": state, **({"best": best} if keep_best else {})}
+                checkpoints.save(done, arrays, {
+                    "epoch": done, "config": config.to_dict(), "history": history,
+                    "stopped_early": stopped_early, "arrays": sorted(arrays),
+                    "early_stopping": None if stopper is None else dataclasses.asdict(stopper),
+                    "train_rows": len(train), "validation_rows": len(validation),
+                }, val["loss"])
+            on_epoch(summary("running"))
+            if stopped_early:
+                log(f"early stopping after epoch {done}: val_loss has not improved for "
                     f"{config.patience} epochs (best {stopper.best:.4f} at epoch "
                     f"{stopper.best_epoch + 1})")
-                break
-    if best_state is not None:
-        # As Keras 3: restore the best weights at the end of training whenever asked.
-        state = state._replace(params=best_state[0], batch_stats=best_state[1])
-        log(f"restored the weights of epoch {stopper.best_epoch + 1}")
+    finally:
+        if checkpoints is not None:
+            checkpoints.wait()
 
-    epoch_seconds = history["epoch_seconds"]
-    history.update(
-        epochs_run=len(epoch_seconds),
-        stopped_early=stopped_early,
-        best_epoch=None if stopper is None else stopper.best_epoch + 1,
-        compile_seconds=compile_seconds,
-        steps_per_epoch=steps,
-        # The first epoch is left out when there are others: it warms caches.
-        train_steps_per_second=float(np.median(
-            [steps / s for s in (epoch_seconds[1:] or epoch_seconds)])),
-    )
+    result = summary(status)
+    if status == "diverged":
+        result["diverged_epoch"] = done + 1
+    if status != "completed":
+        return result, trainer, state
+    if best is not None:
+        # As Keras 3: restore the best weights at the end of training whenever asked.
+        state = state._replace(params=best[0], batch_stats=best[1])
+        log(f"restored the weights of epoch {stopper.best_epoch + 1}")
     if test is not None:
-        result = trainer.evaluate(state, *to_device(test))
-        history.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
-        log(f"test_loss {result['loss']:.4f} - test_accuracy {result['accuracy']:.4f}")
-    return history, trainer, state
+        metrics = trainer.evaluate(state, *to_device(test))
+        result.update(test_loss=metrics["loss"], test_accuracy=metrics["accuracy"])
+        log(f"test_loss {metrics['loss']:.4f} - test_accuracy {metrics['accuracy']:.4f}")
+    return result, trainer, state

@@ -1,0 +1,229 @@
+"""Checkpoints and resume: a run killed or interrupted mid-epoch and resumed ends bitwise equal
+to an uninterrupted one; interruption, divergence and output-directory safety."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from regjax import artifacts, data
+from regjax.checkpoint import Checkpoints
+from regjax.config import preset
+from regjax.train import Trainer, fit
+from tests.conftest import FASHION_DIR
+
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "train.py")
+# Every kind of state a checkpoint carries: parameters, Adam's moments, batch-norm statistics,
+# dropout keys, early-stopping counters and the best weights. Batch 16 makes an epoch long
+# enough (3,000 steps) to be killed in its middle.
+RUN = ["--technique", "dropout", "--batchnorm", "--early-stopping", "--patience", "10",
+       "--restore-best-weights", "--epochs", "3", "--batch-size", "16",
+       "--data-dir", str(FASHION_DIR)]
+TIMINGS = {"epoch_seconds", "compile_seconds", "train_steps_per_second"}
+
+
+def start(out, *extra):
+    return subprocess.Popen([sys.executable, SCRIPT, *RUN, "--output-dir", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process):
+    stdout, stderr = process.communicate(timeout=600)
+    return process.returncode, stdout, stderr
+
+
+def wait_for_checkpoint(out, epoch, process):
+    path = out / artifacts.CHECKPOINTS / str(epoch)
+    deadline = time.monotonic() + 300
+    while not path.is_dir():
+        assert process.poll() is None, finish(process)
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+
+
+def outcome(out):
+    history = json.loads((out / artifacts.HISTORY).read_text())
+    with np.load(out / artifacts.MODEL) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    return {k: v for k, v in history.items() if k not in TIMINGS}, arrays
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    code, _, stderr = finish(start(out))
+    assert code == 0, stderr
+    return outcome(out)
+
+
+def assert_same_run(out, uninterrupted):
+    history, arrays = outcome(out)
+    expected_history, expected_arrays = uninterrupted
+    assert history == expected_history
+    assert arrays.keys() == expected_arrays.keys()
+    for name, value in expected_arrays.items():
+        np.testing.assert_array_equal(arrays[name], value, err_msg=name)  # bitwise
+
+
+def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for_checkpoint(out, 1, process)
+    time.sleep(0.3)  # into the second epoch's 3,000 steps
+    process.kill()  # SIGKILL: no handler runs, nothing is flushed
+    process.wait()
+    assert not (out / artifacts.MODEL).exists()
+    assert Checkpoints(out / artifacts.CHECKPOINTS).latest_epoch() < 3  # killed mid-run
+    code, stdout, stderr = finish(start(out, "--resume"))
+    assert code == 0, stderr
+    assert "resuming from the checkpoint of epoch" in stdout
+    assert_same_run(out, uninterrupted)
+    # Only whole checkpoints remain: the newest two (the best is one of them here).
+    names = sorted(p.name for p in (out / artifacts.CHECKPOINTS).iterdir())
+    assert names == ["2", "3"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_finishes_the_epoch_saves_and_resumes_exactly(tmp_path, uninterrupted, sig):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for_checkpoint(out, 1, process)
+    process.send_signal(sig)
+    code, stdout, stderr = finish(process)
+    assert code == 128 + sig, stderr
+    history = json.loads((out / artifacts.HISTORY).read_text())
+    assert history["status"] == "interrupted" and 1 <= history["epochs_run"] < 3
+    assert Checkpoints(out / artifacts.CHECKPOINTS).latest_epoch() == history["epochs_run"]
+    assert "Resume with:" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    code, _, stderr = finish(start(out, "--resume"))
+    assert code == 0, stderr
+    assert_same_run(out, uninterrupted)
+
+
+def test_keeps_the_newest_checkpoints_plus_the_best(tmp_path):
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    for epoch, val_loss in enumerate([3.0, 1.0, 2.0, 4.0, 5.0], start=1):
+        if epoch == 4:  # a resumed run must still know which earlier checkpoint is best
+            checkpoints.close()
+            checkpoints = Checkpoints(tmp_path, keep=2)
+        checkpoints.save(epoch, {"w": jnp.full(3, epoch, jnp.float32)}, {"epoch": epoch},
+                         val_loss)
+    checkpoints.wait()
+    assert checkpoints.all_epochs() == [2, 4, 5]  # 2 has the lowest val_loss
+    like = {"w": jnp.zeros(3, jnp.float32)}
+    np.testing.assert_array_equal(checkpoints.arrays(2, like)["w"], [2, 2, 2])
+    assert checkpoints.record(4) == {"epoch": 4}
+
+
+@pytest.fixture(scope="module")
+def small(fashion):
+    train = data.Split(fashion.train.images[:2000], fashion.train.labels[:2000])
+    val = data.Split(fashion.train.images[-500:], fashion.train.labels[-500:])
+    return train, val
+
+
+def test_a_diverging_epoch_is_never_saved_over_a_good_checkpoint(tmp_path, small, monkeypatch):
+    # Fault injection: from the second epoch on, the epoch's parameters become NaN.
+    original = Trainer._epoch
+
+    def poisoned(self, state, images, labels, epoch, num_steps=None):
+        state, metrics = original(self, state, images, labels, epoch, num_steps)
+        scale = jnp.where(epoch >= 1, jnp.nan, 1.0)
+        return state._replace(params=jax.tree.map(lambda p: p * scale, state.params)), metrics
+
+    monkeypatch.setattr(Trainer, "_epoch", poisoned)
+    config = preset("baseline", epochs=4)
+    checkpoints = Checkpoints(tmp_path)
+    history, trainer, _ = fit(config, *small, log=lambda _: None, checkpoints=checkpoints)
+    assert history["status"] == "diverged" and history["diverged_epoch"] == 2
+    assert history["epochs_run"] == 1 and all(map(math.isfinite, history["val_loss"]))
+    assert checkpoints.all_epochs() == [1]
+    state = trainer.init_state()
+    saved = checkpoints.arrays(1, {"state": state})["state"]
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(saved.params))
+    assert trainer.evaluate(saved, *map(jnp.asarray, (small[1].images, small[1].labels)))[
+        "loss"] == pytest.approx(history["val_loss"][0], rel=1e-6)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path, tiny_idx_dir):
+    out = tmp_path / "run"
+    result = run_cli("--learning-rate", "1e20", "--epochs", 3, "--data-dir", tiny_idx_dir,
+                     "--output-dir", out)
+    assert result.returncode == 3
+    assert "non-finite in epoch 1" in result.stderr and "Lower --learning-rate" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    history = json.loads((out / artifacts.HISTORY).read_text())
+    assert history["status"] == "diverged" and history["epochs_run"] == 0
+    assert not (out / artifacts.MODEL).exists()
+    assert Checkpoints(out / artifacts.CHECKPOINTS).all_epochs() == []
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, tiny_idx_dir):
+    out = tmp_path / "run"
+    assert run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out).returncode == 0
+    for flags, message in ((["--dropout", "0.5"], "dropout=0.0 (now 0.5)"),
+                           (["--hidden", "32"], "hidden=(128, 64) (now (32,))")):
+        result = run_cli("--epochs", 1, *flags, "--data-dir", tiny_idx_dir, "--output-dir", out,
+                         "--resume")
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    # A checkpoint whose arrays do not fit the model: an error too, not a traceback.
+    checkpoints = Checkpoints(tmp_path / "other")
+    checkpoints.save(1, {"state": {"w": jnp.zeros(3)}}, {}, 0.0)
+    checkpoints.wait()
+    with pytest.raises(Exception, match="does not fit this model"):
+        checkpoints.arrays(1, {"state": Trainer(preset("baseline")).init_state()})
+
+
+def test_output_directory_safety(tmp_path, tiny_idx_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out)
+    assert result.returncode == 1 and "is not empty (notes.txt)" in result.stderr
+    assert "--resume" in result.stderr and "--overwrite" in result.stderr
+    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out, "--resume")
+    assert result.returncode == 1 and "nothing to resume" in result.stderr
+    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out,
+                     "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only regjax's files
+    (out / "file").write_text("")
+    result = run_cli("--data-dir", tiny_idx_dir, "--output-dir", out / "file")
+    assert result.returncode == 1 and "is not a directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_detected_before_training(tmp_path, monkeypatch):
+    needed = artifacts.run_bytes(preset("augmentation"), 2)
+    assert needed > 4 * 4 * 692_000  # CNN: 692k weights, with Adam's two moments
+    monkeypatch.setattr(artifacts.shutil, "disk_usage",
+                        lambda _: types.SimpleNamespace(free=needed - 1))
+    with pytest.raises(artifacts.OutputDirError, match="MB free; this run needs about"):
+        artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
+                                     needed_bytes=needed)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only directory")
+def test_an_unwritable_directory_is_detected_before_training(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(artifacts.OutputDirError, match="cannot write to output directory"):
+            artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
+                                         needed_bytes=0)
+    finally:
+        tmp_path.chmod(0o700)
