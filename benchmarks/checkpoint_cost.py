@@ -48,7 +48,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--technique", default="baseline", help="preset (default: baseline)")
     p.add_argument("--epochs", type=int, default=8, help="epochs per run (default 8)")
-    p.add_argument("--repeats", type=int, default=4, help="runs of each kind (default 4)")
+    p.add_argument("--repeats", type=int, default=6, help="runs of each kind (default 6)")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     train, val = data.train_and_validation(dataset, config.validation)
     print(f"# {args.technique}, {args.epochs} epochs x {args.repeats} runs each, alternating; "
           f"jax {jax.__version__}, {cpu_model()}")
+    seconds_per_epoch(config, train, val, None)  # warm-up: the first run in a process is slow
     plain, checkpointed = [], []
     for _ in range(args.repeats):
         plain.append(seconds_per_epoch(config, train, val, None))
