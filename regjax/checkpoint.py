@@ -99,8 +99,10 @@ class Checkpoints:
         """Blocks until every checkpoint started so far is completely written; raises the
         error of a write that failed."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        if pending is not None and pending.exception() is not None:
+            e = pending.exception()
+            raise CheckpointError(f"{self.directory}: writing a checkpoint failed "
+                                  f"({type(e).__name__}: {e}); the earlier ones are intact")
 
     def close(self) -> None:
         self.wait()

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             history, trainer, state = fit(
                 config, train_split, val_split, dataset.test, log=log, checkpoints=checkpoints,
                 resume=args.resume, should_stop=stop, on_epoch=write_history)
-    except CheckpointError as e:
+    except (CheckpointError, OSError) as e:  # OSError: e.g. the disk filled up mid-run
         return fail(str(e))
     finally:
         checkpoints.close()

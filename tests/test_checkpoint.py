@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from regjax import artifacts, data
-from regjax.checkpoint import Checkpoints
+from regjax.checkpoint import CheckpointError, Checkpoints
 from regjax.config import preset
 from regjax.train import Trainer, fit
 from tests.conftest import FASHION_DIR
@@ -185,7 +185,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, tiny_idx_dir):
     checkpoints = Checkpoints(tmp_path / "other")
     checkpoints.save(1, {"state": {"w": jnp.zeros(3)}}, {}, 0.0)
     checkpoints.wait()
-    with pytest.raises(Exception, match="does not fit this model"):
+    with pytest.raises(CheckpointError, match="does not fit this model"):
         checkpoints.arrays(1, {"state": Trainer(preset("baseline")).init_state()})
 
 
@@ -227,3 +227,23 @@ def test_an_unwritable_directory_is_detected_before_training(tmp_path):
                                          needed_bytes=0)
     finally:
         tmp_path.chmod(0o700)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs a read-only /sys")
+def test_an_uncreatable_directory_is_a_one_line_error(tiny_idx_dir):
+    # /sys refuses new directories even to root.
+    result = run_cli("--data-dir", tiny_idx_dir, "--output-dir", "/sys/regjax-run")
+    assert result.returncode == 1, result.stderr
+    assert "cannot write to output directory /sys/regjax-run" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_failing_checkpoint_write_stops_training_with_a_clear_error(tmp_path, small):
+    checkpoints = Checkpoints(tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    checkpoints._manager.save = disk_full
+    with pytest.raises(CheckpointError, match="writing a checkpoint failed .*No space left"):
+        fit(preset("baseline", epochs=3), *small, log=lambda _: None, checkpoints=checkpoints)
