@@ -46,12 +46,15 @@ def run_bytes(config: Config, keep_checkpoints: int) -> int:
     return per_checkpoint * (keep_checkpoints + 2) + weights
 
 
-def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int) -> None:
+def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int,
+                       owned: tuple[str, ...] = RUN_FILES) -> None:
     """Checks, before any training, that `path` can take this run, and creates it.
 
     A non-empty directory is refused unless the run resumes from its checkpoints or is told
-    to overwrite (which deletes only regjax's own files there: history.json, model.npz and
-    checkpoints/). The directory must be writable and have `needed_bytes` free."""
+    to overwrite (which deletes only the files this kind of run writes, `owned`: for
+    train.py history.json, model.npz and checkpoints/). The directory must be writable and
+    have `needed_bytes` free. `owned` other than RUN_FILES means a run that cannot resume."""
+    can_resume = owned == RUN_FILES
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"output directory {path} exists and is not a directory")
     present = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
@@ -62,12 +65,12 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
                              "directory; run without --resume to start a new run")
     if present and not (resume or overwrite):
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
-        raise OutputDirError(f"output directory {path} is not empty ({shown}); pass --resume "
-                             "to continue its run, --overwrite to replace it, or choose "
-                             "another --output-dir")
+        choices = "--resume to continue its run, --overwrite" if can_resume else "--overwrite"
+        raise OutputDirError(f"output directory {path} is not empty ({shown}); pass {choices} "
+                             "to replace it, or choose another --output-dir")
     try:
         if overwrite:
-            for name in RUN_FILES:
+            for name in owned:
                 target = path / name
                 if target.is_dir():
                     shutil.rmtree(target)

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from regjax import rng
+
 
 class AffineParams(NamedTuple):
     """Per-image parameters, named as ImageDataGenerator names them (each of shape [B])."""
@@ -28,7 +30,7 @@ def sample_affine_params(key: jax.Array, n: int, height: int, width: int, *,
     k = jax.random.split(key, 6)
 
     def uniform(key, low, high):
-        return jax.random.uniform(key, (n,), minval=low, maxval=high)
+        return rng.uniform(key, (n,), low, high)
 
     return AffineParams(
         theta=uniform(k[0], -rotation_range, rotation_range),

@@ -49,7 +49,7 @@ exit status:
 EXIT_DIVERGED = 3
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -66,14 +66,7 @@ def _hidden(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="train.py",
-        description="Train one regularization technique of the Keras notebook in JAX and "
-                    "report its curves and test accuracy.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--technique", default="baseline", metavar="NAME",
-                   help=f"preset to start from: {', '.join(TECHNIQUES)} (default: baseline)")
+def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="fashion_mnist", metavar="NAME",
                    help=f"{' or '.join(data.DATASETS)} (default: fashion_mnist, installable "
                         "with `apt-get install dataset-fashion-mnist`; the notebook used mnist)")
@@ -83,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "Debian's dataset package, then download")
     p.add_argument("--no-download", action="store_true",
                    help="never try to download the dataset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="train.py",
+        description="Train one regularization technique of the Keras notebook in JAX and "
+                    "report its curves and test accuracy.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--technique", default="baseline", metavar="NAME",
+                   help=f"preset to start from: {', '.join(TECHNIQUES)} (default: baseline)")
+    add_data_flags(p)
     p.add_argument("--output-dir", type=Path, metavar="DIR",
                    help="where history.json, model.npz and checkpoints/ go (default: "
                         "runs/<technique>); must be empty or absent unless --resume or "

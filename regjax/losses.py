@@ -33,10 +33,11 @@ def l2_penalty(kernels: list[jax.Array], l2: float) -> jax.Array:
     return l2 * sum(jnp.sum(jnp.square(k)) for k in kernels)
 
 
-def weight_penalty(kernels: list[jax.Array], l1: float, l2: float) -> jax.Array:
+def weight_penalty(kernels: list[jax.Array], l1, l2) -> jax.Array:
+    """l1 and l2 are floats (a zero leaves its term out) or traced values."""
     penalty = jnp.zeros((), kernels[0].dtype)
-    if l1:
+    if isinstance(l1, jax.Array) or l1:
         penalty += l1_penalty(kernels, l1)
-    if l2:
+    if isinstance(l2, jax.Array) or l2:
         penalty += l2_penalty(kernels, l2)
     return penalty

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from regjax import rng
 from regjax.config import Config
 from regjax.data import IMAGE_SHAPE, NUM_CLASSES
 
@@ -21,6 +22,13 @@ def dense(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
                       bias_init=nnx.initializers.zeros_init(), rngs=rngs)
 
 
+def inverted_dropout(x: jax.Array, rate, key: jax.Array) -> jax.Array:
+    """Keras' (and nnx.Dropout's) dropout: zero each unit with probability `rate`, scale the
+    kept ones by 1 / (1 - rate). `rate` may be a traced value."""
+    keep = 1.0 - rate
+    return jax.lax.select(rng.bernoulli(key, keep, x.shape), x / keep, jnp.zeros_like(x))
+
+
 class DenseStack(nnx.Module):
     """Hidden Dense+ReLU layers, each optionally followed by BatchNorm and Dropout, then the
     output Dense layer producing logits (softmax lives in the loss)."""
@@ -31,22 +39,24 @@ class DenseStack(nnx.Module):
         self.norms = nnx.List(
             [nnx.BatchNorm(o, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
              for o in config.hidden] if config.batchnorm else [])
-        self.dropout = nnx.Dropout(config.dropout)
+        self.dropout_rate = config.dropout  # 0: no dropout layers at all
         self.output = dense(sizes[-1], NUM_CLASSES, rngs)
 
-    def __call__(self, x, *, train: bool, key=None, mask=None):
-        return self.output(self.features(x, train=train, key=key, mask=mask))
+    def __call__(self, x, *, train: bool, key=None, mask=None, dropout=None):
+        return self.output(self.features(x, train=train, key=key, mask=mask, dropout=dropout))
 
-    def features(self, x, *, train: bool, key=None, mask=None):
-        """The last hidden layer's activations, after batch norm and dropout."""
+    def features(self, x, *, train: bool, key=None, mask=None, dropout=None):
+        """The last hidden layer's activations, after batch norm and dropout. `dropout`
+        overrides the configured rate (it may be traced, e.g. one rate per vmapped model)."""
         for i, layer in enumerate(self.hidden):
             x = nnx.relu(layer(x))
             if self.norms:
                 # Padded rows of a partial batch must not enter the batch statistics.
                 x = self.norms[i](x, use_running_average=not train,
                                   mask=None if mask is None else mask[:, None])
-            if train and self.dropout.rate > 0:
-                x = self.dropout(x, deterministic=False, rngs=jax.random.fold_in(key, i))
+            if train and self.dropout_rate > 0:
+                rate = self.dropout_rate if dropout is None else dropout
+                x = inverted_dropout(x, rate, jax.random.fold_in(key, i))
         return x
 
 
@@ -56,8 +66,9 @@ class MLP(nnx.Module):
     def __init__(self, config: Config, rngs: nnx.Rngs):
         self.head = DenseStack(IMAGE_SHAPE[0] * IMAGE_SHAPE[1], config, rngs)
 
-    def __call__(self, images, *, train: bool, key=None, mask=None):
-        return self.head(images.reshape(images.shape[0], -1), train=train, key=key, mask=mask)
+    def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None):
+        return self.head(images.reshape(images.shape[0], -1), train=train, key=key, mask=mask,
+                         dropout=dropout)
 
     def regularized_kernels(self) -> list[jax.Array]:
         return [layer.kernel[...] for layer in self.head.hidden]
@@ -122,9 +133,10 @@ class CNN(nnx.Module):
         pooled = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
         self.head = DenseStack(pooled, config, rngs)
 
-    def __call__(self, images, *, train: bool, key=None, mask=None):
+    def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None):
         x = conv3x3_relu_maxpool(images, self.kernel[...], self.bias[...])
-        return self.head(x.reshape(x.shape[0], -1), train=train, key=key, mask=mask)
+        return self.head(x.reshape(x.shape[0], -1), train=train, key=key, mask=mask,
+                         dropout=dropout)
 
     def regularized_kernels(self) -> list[jax.Array]:
         return [self.kernel[...]] + [layer.kernel[...] for layer in self.head.hidden]

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from regjax import augment
+from regjax import augment, rng
 from regjax.checkpoint import CheckpointError, Checkpoints
 from regjax.config import Config
 from regjax.data import Split
@@ -38,6 +38,27 @@ class TrainState(NamedTuple):
     params: nnx.State
     batch_stats: nnx.State
     opt_state: optax.OptState
+
+
+class Knobs(NamedTuple):
+    """The settings that may differ between models trained together in one vmapped program
+    (one value per model there); for a single run they are the config's constants. Whether
+    a term exists at all (any dropout, any penalty) is decided by the Trainer's config."""
+
+    seed: Any
+    l1: Any
+    l2: Any
+    dropout: Any
+    label_smoothing: Any
+    learning_rate: Any
+    rotation_range: Any
+    shift_range: Any
+    shear_range: Any
+    zoom_range: Any
+
+    @classmethod
+    def of(cls, config: Config) -> "Knobs":
+        return cls(*(getattr(config, name) for name in cls._fields))
 
 
 class Metrics(NamedTuple):
@@ -58,7 +79,7 @@ def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
     """A uniformly random permutation of range(n): one sort by random bits, several times
     cheaper on CPU than jax.random.permutation's repeated sorts (a stable sort keeps it a
     permutation even when two keys tie)."""
-    return jnp.argsort(jax.random.bits(key, (n,), jnp.uint32), stable=True).astype(jnp.int32)
+    return jnp.argsort(rng.bits(key, (n,)), stable=True).astype(jnp.int32)
 
 
 def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Array]:
@@ -85,8 +106,11 @@ class Trainer:
         self.graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         self.optimizer = keras_adam(config.learning_rate)
         self._initial = (params, batch_stats)
-        self._train_epoch = jax.jit(self._epoch, static_argnums=4, donate_argnums=0)
+        self._train_epoch = jax.jit(self._epoch, static_argnames="num_steps", donate_argnums=0)
         self._evaluate = jax.jit(self._evaluate_impl)
+
+    def knobs(self, knobs: Knobs | None) -> Knobs:
+        return Knobs.of(self.config) if knobs is None else knobs
 
     def init_state(self) -> TrainState:
         """A fresh copy of the initial state (training consumes the state it is given)."""
@@ -95,53 +119,59 @@ class Trainer:
 
     # ------------------------------------------------------------------ pure functions
 
-    def loss(self, params, batch_stats, images, labels, weights, key, train: bool):
+    def loss(self, params, batch_stats, images, labels, weights, key, train: bool,
+             knobs: Knobs | None = None):
         """Mean of cross-entropy over the weighted rows plus the weight penalty.
 
         Returns (loss, (new batch stats, Metrics)); images are float [B, 28, 28]."""
-        c = self.config
+        c, k = self.config, self.knobs(knobs)
         # copy: fresh Variables belonging to this trace, which batch norm may update.
         model = nnx.merge(self.graphdef, params, batch_stats, copy=True)
-        logits = model(images, train=train, key=key, mask=weights > 0)
-        per_example = cross_entropy(logits, labels, c.label_smoothing)
+        logits = model(images, train=train, key=key, mask=weights > 0, dropout=k.dropout)
+        per_example = cross_entropy(logits, labels, k.label_smoothing)
         count = jnp.sum(weights)
         total = jnp.sum(per_example * weights)
-        penalty = weight_penalty(model.regularized_kernels(), c.l1, c.l2)
+        penalty = weight_penalty(model.regularized_kernels(), k.l1 if c.l1 else 0.0,
+                                 k.l2 if c.l2 else 0.0)
         loss = total / jnp.maximum(count, 1.0) + penalty
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
         metrics = Metrics(total + penalty * count, correct, count)
         return loss, (nnx.state(model, nnx.BatchStat), metrics)
 
-    def train_step(self, state: TrainState, images, labels, weights, key) -> tuple[TrainState, Metrics]:
+    def train_step(self, state: TrainState, images, labels, weights, key,
+                   knobs: Knobs | None = None) -> tuple[TrainState, Metrics]:
         """One optimizer step on a batch of uint8 images."""
-        c = self.config
+        c, k = self.config, self.knobs(knobs)
         x = images.astype(jnp.float32) / 255.0
         if c.augment:
             x = augment.random_affine(
-                jax.random.fold_in(key, AUGMENT), x, rotation_range=c.rotation_range,
-                shift_range=c.shift_range, shear_range=c.shear_range, zoom_range=c.zoom_range)
+                jax.random.fold_in(key, AUGMENT), x, rotation_range=k.rotation_range,
+                shift_range=k.shift_range, shear_range=k.shear_range, zoom_range=k.zoom_range)
         grads, (batch_stats, metrics) = jax.grad(self.loss, has_aux=True)(
             state.params, state.batch_stats, x, labels, weights,
-            jax.random.fold_in(key, DROPOUT), True)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+            jax.random.fold_in(key, DROPOUT), True, knobs)
+        optimizer = self.optimizer if knobs is None else keras_adam(k.learning_rate)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), metrics
 
-    def _epoch(self, state: TrainState, images, labels, epoch, num_steps: int | None = None):
-        key = epoch_key(self.config.seed, epoch)
+    def _epoch(self, state: TrainState, images, labels, epoch, knobs: Knobs | None = None,
+               num_steps: int | None = None):
+        key = epoch_key(self.knobs(knobs).seed, epoch)
         rows, weights = epoch_batches(jax.random.fold_in(key, SHUFFLE), labels.shape[0],
                                       self.config.batch_size)
 
         def step(state, inputs):
             i, rows, w = inputs
             return self.train_step(state, images[rows], labels[rows], w,
-                                   jax.random.fold_in(key, i))
+                                   jax.random.fold_in(key, i), knobs)
 
         steps = jnp.arange(len(rows))
         inputs = jax.tree.map(lambda a: a[:num_steps], (steps, rows, weights))
         state, metrics = jax.lax.scan(step, state, inputs)
         return state, jax.tree.map(jnp.sum, metrics)
 
-    def _evaluate_impl(self, params, batch_stats, images, labels) -> Metrics:
+    def _evaluate_impl(self, params, batch_stats, images, labels,
+                       knobs: Knobs | None = None) -> Metrics:
         n = labels.shape[0]
         chunks = math.ceil(n / EVAL_CHUNK)
         rows = jnp.arange(chunks * EVAL_CHUNK)
@@ -151,7 +181,7 @@ class Trainer:
         def chunk(_, inputs):
             r, w = inputs
             x = images[r].astype(jnp.float32) / 255.0
-            _, (_, metrics) = self.loss(params, batch_stats, x, labels[r], w, None, False)
+            _, (_, metrics) = self.loss(params, batch_stats, x, labels[r], w, None, False, knobs)
             return None, metrics
 
         _, metrics = jax.lax.scan(chunk, None, (rows, weights))
@@ -163,7 +193,7 @@ class Trainer:
                     num_steps: int | None = None) -> tuple[TrainState, dict]:
         """Trains one epoch (or its first `num_steps` steps); `state` is consumed."""
         state, metrics = self._train_epoch(state, images, labels,
-                                           jnp.asarray(epoch, jnp.int32), num_steps)
+                                           jnp.asarray(epoch, jnp.int32), num_steps=num_steps)
         return state, summarize(metrics)
 
     def evaluate(self, state: TrainState, images, labels) -> dict:
@@ -241,6 +271,20 @@ def _restore(checkpoints: Checkpoints, trainer: Trainer, n_train: int, n_val: in
     return arrays["state"], arrays.get("best"), record
 
 
+def summarize_history(history: dict, status: str, stopped_early: bool,
+                      stopper: EarlyStopping | None, compile_seconds: float, steps: int) -> dict:
+    """A run's history (per-epoch lists) with its summary fields."""
+    seconds = history["epoch_seconds"]
+    return {
+        **history, "status": status, "epochs_run": len(seconds), "stopped_early": stopped_early,
+        "best_epoch": None if stopper is None else stopper.best_epoch + 1,
+        "compile_seconds": compile_seconds, "steps_per_epoch": steps,
+        # The first epoch is left out when there are others: it warms caches.
+        "train_steps_per_second": float(np.median([steps / s for s in (seconds[1:] or seconds)]))
+        if seconds else None,
+    }
+
+
 def fit(config: Config, train: Split, validation: Split, test: Split | None = None, *,
         log: Callable[[str], None] = print, checkpoints: Checkpoints | None = None,
         resume: bool = False, should_stop: Callable[[], bool] = lambda: False,
@@ -283,16 +327,7 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
     steps = trainer.steps_per_epoch(len(train))
 
     def summary(status: str) -> dict:
-        seconds = history["epoch_seconds"]
-        return {
-            **history, "status": status, "epochs_run": len(seconds),
-            "stopped_early": stopped_early,
-            "best_epoch": None if stopper is None else stopper.best_epoch + 1,
-            "compile_seconds": compile_seconds, "steps_per_epoch": steps,
-            # The first epoch is left out when there are others: it warms caches.
-            "train_steps_per_second": float(np.median([steps / s for s in (seconds[1:] or seconds)]))
-            if seconds else None,
-        }
+        return summarize_history(history, status, stopped_early, stopper, compile_seconds, steps)
 
     status = "completed"
     try:

@@ -1,0 +1,193 @@
+"""Many models trained at once: K configs that differ in their seed and in the values of
+`Knobs` (penalties, dropout rate, label smoothing, learning rate, augmentation ranges) run as
+one compiled program, the single-model epoch under `jax.vmap`.
+
+Each model keeps its own parameters, optimizer state, batch-norm statistics, shuffling order
+and dropout and augmentation keys (all derived from its own seed, exactly as in a single
+run), so model k follows the run `fit(configs[k])` would give, up to floating-point
+rounding: the vmapped program batches the matrix products, which XLA may sum in another
+order. The dataset and its on-device pipeline are shared. Early stopping is per model: a
+model that stops is masked out of the updates (it stops changing) and its history ends at
+its own epoch, while the others go on.
+
+With several devices (on a CPU, e.g. `XLA_FLAGS=--xla_force_host_platform_device_count=2`,
+which `scripts/compare.py` and `scripts/sweep.py` set to the number of cores), the models are
+split between them: the models never exchange data, so each device trains its share alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from regjax.config import Config
+from regjax.data import Split
+from regjax.train import (HISTORY_KEYS, EarlyStopping, Knobs, Metrics, Trainer,
+                          summarize_history, to_device)
+
+# Settings the host loop applies per model; they may differ between models too.
+HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
+
+
+def shared_structure(configs: list[Config]) -> Config:
+    """The config whose program all models run: every setting but the knobs and the host-side
+    ones must agree; a knob's term exists if any model uses it (a zero value makes it exact
+    identity for that model: no penalty, no dropout, unsmoothed targets)."""
+    if not configs:
+        raise ValueError("no models to train")
+    first = configs[0]
+    for config in configs[1:]:
+        for field in dataclasses.fields(Config):
+            name = field.name
+            if name not in Knobs._fields and name not in HOST_SIDE and \
+                    getattr(config, name) != getattr(first, name):
+                raise ValueError(f"models trained together must share {name!r}: "
+                                 f"{getattr(first, name)!r} vs {getattr(config, name)!r}")
+    return dataclasses.replace(first, **{
+        name: max(getattr(c, name) for c in configs) for name in Knobs._fields},
+        epochs=max(c.epochs for c in configs))
+
+
+def stacked_knobs(configs: list[Config]) -> Knobs:
+    return Knobs(*(jnp.asarray([getattr(c, name) for c in configs],
+                               jnp.int32 if name == "seed" else jnp.float32)
+                   for name in Knobs._fields))
+
+
+def _where(mask: jax.Array, new, old):
+    """Per model: `new` where mask, else `old` (leading axis = model)."""
+    return jax.tree.map(lambda n, o: jnp.where(mask.reshape(-1, *(1,) * (n.ndim - 1)), n, o),
+                        new, old)
+
+
+class BatchedTrainer:
+    def __init__(self, configs: list[Config]):
+        for config in configs:
+            config.validate()
+        self.configs = list(configs)
+        self.trainer = Trainer(shared_structure(self.configs))
+        self.knobs = stacked_knobs(self.configs)
+        epoch = jax.vmap(self.trainer._epoch, in_axes=(0, None, None, None, 0))
+
+        def train_epoch(state, images, labels, epoch_index, knobs, active):
+            new, metrics = epoch(state, images, labels, epoch_index, knobs)
+            return _where(active, new, state), metrics
+
+        self._train_epoch = jax.jit(train_epoch, donate_argnums=0)
+        devices = jax.local_devices()
+        if len(devices) > 1 and len(configs) % len(devices) == 0:
+            mesh = jax.sharding.Mesh(np.array(devices), ("models",))
+            self.per_model = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+            self.shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        else:
+            self.per_model = self.shared = jax.sharding.SingleDeviceSharding(devices[0])
+        self.knobs = jax.device_put(self.knobs, self.per_model)
+        self._evaluate = jax.jit(jax.vmap(self.trainer._evaluate_impl,
+                                          in_axes=(0, 0, None, None, 0)))
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def init_state(self):
+        """Each model initialised from its own seed, exactly as a single run is."""
+        states = [Trainer(c).init_state() for c in self.configs]
+        return jax.device_put(jax.tree.map(lambda *leaves: jnp.stack(leaves), *states),
+                              self.per_model)
+
+    def evaluate(self, params, batch_stats, images, labels) -> list[dict]:
+        return summarize_each(self._evaluate(params, batch_stats, images, labels, self.knobs))
+
+
+def summarize_each(metrics: Metrics) -> list[dict]:
+    m = jax.device_get(metrics)
+    count = np.maximum(m.count.astype(np.float64), 1.0)
+    loss, accuracy = m.loss / count, m.correct / count
+    return [{"loss": float(l), "accuracy": float(a)} for l, a in zip(loss, accuracy)]
+
+
+def fit_batched(configs: list[Config], train: Split, validation: Split,
+                test: Split | None = None, *,
+                on_epoch: Callable[[int, int], None] = lambda done, total: None,
+                ) -> tuple[list[dict], float]:
+    """Trains every config at once; returns (one history per config, as `fit` writes it,
+    wall seconds of training). `on_epoch(epochs done, most epochs)` reports progress."""
+    n = len(configs)
+    devices = jax.local_device_count()
+    if n > 1 and n % devices:  # pad with copies of the last model, to split evenly
+        configs = [*configs, *[configs[-1]] * (devices - n % devices)]
+    batched = BatchedTrainer(configs)
+    k = len(batched)
+    x_train, y_train, x_val, y_val = jax.device_put(
+        (*to_device(train), *to_device(validation)), batched.shared)
+    state = batched.init_state()
+    knobs = batched.knobs
+    active = np.ones(k, bool)
+
+    def models(mask: np.ndarray) -> jax.Array:
+        return jax.device_put(mask, batched.per_model)
+
+    start = time.perf_counter()
+    run_epoch = batched._train_epoch.lower(state, x_train, y_train, jnp.int32(0), knobs,
+                                           models(active)).compile()
+    run_eval = batched._evaluate.lower(state.params, state.batch_stats, x_val, y_val,
+                                       knobs).compile()
+    compile_seconds = time.perf_counter() - start
+
+    histories = [{key: [] for key in HISTORY_KEYS} for _ in configs]
+    stoppers = [EarlyStopping(c.patience, c.min_delta) if c.early_stopping else None
+                for c in configs]
+    keep_best = np.array([c.early_stopping and c.restore_best_weights for c in configs])
+    best = jax.tree.map(jnp.copy, (state.params, state.batch_stats)) if keep_best.any() else None
+    status = ["completed"] * k
+    stopped_early = [False] * k
+    total_epochs = max(c.epochs for c in configs)
+    steps = batched.trainer.steps_per_epoch(len(train))
+    start = time.perf_counter()
+    for epoch in range(total_epochs):
+        t0 = time.perf_counter()
+        state, metrics = run_epoch(state, x_train, y_train, jnp.int32(epoch), knobs,
+                                   models(active))
+        train_metrics = summarize_each(metrics)
+        val = summarize_each(run_eval(state.params, state.batch_stats, x_val, y_val, knobs))
+        seconds = time.perf_counter() - t0
+        improved = np.zeros(k, bool)
+        for i in np.flatnonzero(active):
+            if not (np.isfinite(train_metrics[i]["loss"]) and np.isfinite(val[i]["loss"])):
+                status[i], active[i] = "diverged", False  # its update was masked from here on
+                histories[i]["diverged_epoch"] = epoch + 1
+                continue
+            h = histories[i]
+            for name, value in (*train_metrics[i].items(),
+                                *(("val_" + n, v) for n, v in val[i].items()),
+                                ("epoch_seconds", seconds)):
+                h[name].append(value)
+            if stoppers[i] is not None:
+                improved[i], stopped_early[i] = stoppers[i].update(epoch, val[i]["loss"])
+            if stopped_early[i] or epoch + 1 == configs[i].epochs:
+                active[i] = False
+        if best is not None and (improved & keep_best).any():
+            best = _where(models(improved & keep_best), (state.params, state.batch_stats), best)
+        on_epoch(epoch + 1, total_epochs)
+        if not active.any():
+            break
+    wall = time.perf_counter() - start
+
+    params, batch_stats = state.params, state.batch_stats
+    if best is not None:  # as Keras 3: the best weights at the end, for models that ask
+        params, batch_stats = _where(models(keep_best), best, (params, batch_stats))
+    histories, stoppers = histories[:n], stoppers[:n]
+    results = [summarize_history({key: h[key] for key in HISTORY_KEYS}, status[i],
+                                 stopped_early[i], stoppers[i], compile_seconds, steps)
+               | {key: h[key] for key in h if key not in HISTORY_KEYS}
+               for i, h in enumerate(histories)]
+    if test is not None:
+        test_data = jax.device_put(to_device(test), batched.shared)
+        for result, metrics in zip(results, batched.evaluate(params, batch_stats, *test_data)):
+            if result["status"] == "completed":
+                result.update(test_loss=metrics["loss"], test_accuracy=metrics["accuracy"])
+    return results, wall

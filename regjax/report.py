@@ -1,0 +1,178 @@
+"""Turning the histories of many runs into a comparison: per-group statistics, report.md,
+and the plots (curves.png, summary.png, sweep.png).
+
+A group is the runs of one setting over several seeds (one technique, or one value of a
+swept knob). Everything here is computed from the histories alone, so a report can be
+rebuilt from its results.json.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from regjax.artifacts import atomic_write  # noqa: E402
+
+DPI = 100
+CURVES_SIZE = (12, 8)  # inches; at DPI 100 the PNG is 1200 x 800 pixels
+SUMMARY_SIZE = (8, 4.5)
+SWEEP_SIZE = (11, 4)
+
+
+def group_stats(runs: list[dict]) -> dict:
+    """Statistics over the seeds of one group. std is the sample standard deviation
+    (ddof=1); the generalization gap is the last epoch's train minus val accuracy."""
+    test = np.array([r["test_accuracy"] for r in runs])
+    gap = np.array([r["accuracy"][-1] - r["val_accuracy"][-1] for r in runs])
+    return {
+        "runs": len(runs),
+        "test_accuracy_mean": float(test.mean()),
+        "test_accuracy_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
+        "test_accuracy_min": float(test.min()),
+        "test_accuracy_max": float(test.max()),
+        "best_val_accuracy_mean": float(np.mean([max(r["val_accuracy"]) for r in runs])),
+        "gap_mean": float(gap.mean()),
+        "gap_std": float(gap.std(ddof=1)) if len(gap) > 1 else 0.0,
+        "epochs_mean": float(np.mean([r["epochs_run"] for r in runs])),
+    }
+
+
+def versus(stats: dict, reference: dict) -> tuple[float, bool]:
+    """(difference of mean test accuracy to the reference group, whether it exceeds the
+    seed-to-seed spread: more than two standard errors of the difference)."""
+    diff = stats["test_accuracy_mean"] - reference["test_accuracy_mean"]
+    se = math.sqrt(stats["test_accuracy_std"] ** 2 / stats["runs"]
+                   + reference["test_accuracy_std"] ** 2 / reference["runs"])
+    return diff, abs(diff) > 2 * se
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
+                     reference: str | None = "baseline") -> tuple[list[dict], str]:
+    """Rows ranked by mean test accuracy (with the difference to `reference` when it is one
+    of the groups), and their markdown table."""
+    stats = {name: group_stats(runs) for name, runs in groups.items()}
+    ref = stats.get(reference)
+    rows = []
+    for name in sorted(stats, key=lambda n: -stats[n]["test_accuracy_mean"]):
+        row = {"name": name, **stats[name], "wall_seconds": wall[name]}
+        if ref is not None:
+            row["vs_reference"], row["beyond_spread"] = versus(stats[name], ref)
+        rows.append(row)
+    header = ["rank", "setting", "test acc % (mean ± std)", "min–max", "best val acc %",
+              "gap % (train − val)", "epochs", "wall s"]
+    if ref is not None:
+        header += [f"Δ vs {reference} (pp)", "beyond seed spread?"]
+    cells = []
+    for rank, r in enumerate(rows, 1):
+        line = [str(rank), r["name"],
+                f"{pct(r['test_accuracy_mean'])} ± {pct(r['test_accuracy_std'])}",
+                f"{pct(r['test_accuracy_min'])}–{pct(r['test_accuracy_max'])}",
+                pct(r["best_val_accuracy_mean"]),
+                f"{pct(r['gap_mean'])} ± {pct(r['gap_std'])}",
+                f"{r['epochs_mean']:.1f}", f"{r['wall_seconds']:.0f}"]
+        if ref is not None:
+            line += (["—", "—"] if r["name"] == reference else
+                     [f"{100 * r['vs_reference']:+.2f}", "yes" if r["beyond_spread"] else "no"])
+        cells.append(line)
+    return rows, markdown_table(header, cells)
+
+
+def mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch numbers, mean and std over the runs that reached each epoch (runs stopped
+    early have shorter histories)."""
+    longest = max(len(r[key]) for r in runs)
+    epochs, mean, std = [], [], []
+    for e in range(longest):
+        values = [r[key][e] for r in runs if len(r[key]) > e]
+        epochs.append(e + 1)
+        mean.append(np.mean(values))
+        std.append(np.std(values))
+    return np.array(epochs), np.array(mean), np.array(std)
+
+
+def group_color(groups: dict, name: str):
+    """The same color for a group in every plot."""
+    return plt.get_cmap("tab10")(list(groups).index(name) % 10)
+
+
+def save_figure(fig, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    plt.close(fig)
+
+
+def plot_curves(groups: dict[str, list[dict]], path: Path) -> None:
+    """Training and validation accuracy and loss per epoch, one line per group (mean over
+    seeds, with a ±std band), all groups on the same four axes."""
+    fig, axes = plt.subplots(2, 2, figsize=CURVES_SIZE, sharex=True)
+    panels = [("accuracy", "training accuracy"), ("val_accuracy", "validation accuracy"),
+              ("loss", "training loss"), ("val_loss", "validation loss")]
+    for ax, (key, title) in zip(axes.flat, panels):
+        for name, runs in groups.items():
+            epochs, mean, std = mean_curve(runs, key)
+            color = group_color(groups, name)
+            ax.plot(epochs, mean, color=color, label=name, lw=1.5)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if "loss" in key:
+            ax.set_xlabel("epoch")
+    axes[0, 1].legend(fontsize=8, loc="lower right")
+    seeds = sorted({len(runs) for runs in groups.values()})
+    fig.suptitle(f"mean over {'/'.join(map(str, seeds))} seeds per setting, band: ± std "
+                 "(runs stopped early leave the mean when they stop)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_summary(rows: list[dict], groups: dict[str, list[dict]], path: Path) -> None:
+    """Test accuracy per group: every seed as a dot, the mean ± std as a bar."""
+    fig, ax = plt.subplots(figsize=SUMMARY_SIZE)
+    names = [r["name"] for r in rows][::-1]  # best at the top
+    for y, name in enumerate(names):
+        values = 100 * np.array([r["test_accuracy"] for r in groups[name]])
+        ax.errorbar(values.mean(), y, xerr=values.std(ddof=1) if len(values) > 1 else 0,
+                    fmt="o", color="black", capsize=4)
+        ax.scatter(values, np.full(len(values), y + 0.15), s=12, alpha=0.7,
+                   color=group_color(groups, name))
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("test accuracy (%): dots are seeds, bars mean ± std")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_sweep(knob: str, rows: list[dict], path: Path) -> None:
+    """Test accuracy and generalization gap against the knob's value (mean ± std)."""
+    values = np.array([r["value"] for r in rows])
+    fig, axes = plt.subplots(1, 2, figsize=SWEEP_SIZE)
+    for ax, (mean, std, title) in zip(axes, [
+            ("test_accuracy_mean", "test_accuracy_std", "test accuracy (%)"),
+            ("gap_mean", "gap_std", "generalization gap, train − val accuracy (%)")]):
+        ax.errorbar(values, [100 * r[mean] for r in rows], yerr=[100 * r[std] for r in rows],
+                    fmt="o-", capsize=4)
+        if (values > 0).sum() >= 2 and values.max() / values[values > 0].min() >= 100:
+            # symlog: a log scale that still shows 0
+            ax.set_xscale("symlog", linthresh=values[values > 0].min())
+        ax.set_xlabel(knob)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
