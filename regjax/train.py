@@ -232,7 +232,7 @@ class EarlyStopping:
     def update(self, epoch: int, value: float) -> tuple[bool, bool]:
         """Records `value` for `epoch`; returns (improved, should_stop)."""
         self.wait += 1
-        if value - self.min_delta < self.best:
+        if value + self.min_delta < self.best:  # a decrease by more than min_delta
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True, False
         return False, self.wait >= self.patience and epoch > 0

@@ -13,6 +13,13 @@ from tests.conftest import write_idx_dir
 EXAMPLES = 200  # per test; two tests: 400 corrupted files in all
 
 
+def fuzz(test):
+    """EXAMPLES corrupted files; a hang fails after 5 s."""
+    return settings(max_examples=EXAMPLES, deadline=5000, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])(
+        given(st.data())(test))
+
+
 class Originals(dict):
     def __repr__(self):  # keeps hypothesis' failure reports short
         return "originals"
@@ -53,9 +60,7 @@ def same(a: data.Dataset, b: data.Dataset) -> bool:
                for s in ("train", "test") for f in ("images", "labels"))
 
 
-@settings(max_examples=EXAMPLES, deadline=5000, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.data())
+@fuzz
 def test_damaged_gzip_files_are_rejected_or_read_unchanged(tmp_path, originals, draws):
     files, original = originals[True]
     name = draws.draw(st.sampled_from(sorted(files)))
@@ -68,9 +73,7 @@ def test_damaged_gzip_files_are_rejected_or_read_unchanged(tmp_path, originals, 
         assert same(loaded, original)
 
 
-@settings(max_examples=EXAMPLES, deadline=5000, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.data())
+@fuzz
 def test_truncated_raw_files_and_damaged_headers_are_rejected(tmp_path, originals, draws):
     files, _ = originals[False]
     name = draws.draw(st.sampled_from(sorted(files)))

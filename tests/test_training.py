@@ -14,10 +14,12 @@ from regjax.train import EarlyStopping, Trainer, fit, to_device
 def keras_stop_epoch(values, patience, min_delta=0.0):
     """Keras' EarlyStopping.on_epoch_end, transcribed: returns the 0-based epoch at which
     training stops, or None."""
+    # MonitorCallback: min_delta = abs(min_delta), negated when the monitor_op is less.
+    min_delta = -abs(min_delta)
     best, wait = None, 0
     for epoch, current in enumerate(values):
         wait += 1
-        if best is None or current - min_delta < best:
+        if best is None or current - min_delta < best:  # _is_improvement
             best, wait = current, 0
             continue
         if wait >= patience and epoch > 0:
@@ -109,3 +111,10 @@ def test_same_seed_gives_identical_histories(fashion, technique):
         np.testing.assert_array_equal(a, b)
     other, _, _ = fit(dataclasses.replace(config, seed=1), train, val, log=lambda _: None)
     assert other["loss"] != h1["loss"]
+
+
+def test_min_delta_demands_a_decrease_larger_than_it():
+    # 1.0 -> 0.96 is a decrease of 0.04: not an improvement with min_delta 0.05.
+    values = [1.0, 0.96, 0.93, 0.9]
+    assert keras_stop_epoch(values, 1, 0.05) == our_stop_epoch(values, 1, 0.05) == 1
+    assert our_stop_epoch([1.0, 0.96, 0.92, 0.88], 1, 0.03) is None

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""regjax side by side with the notebook's Keras code (Keras 3 on TensorFlow, the original,
+and on JAX) and idiomatic PyTorch: the same techniques, data, architecture, batch size,
+optimizer settings and epochs; every run in its own process, the frameworks alternating
+(A B C D A B C D ...) so a drift of the machine's speed hits all of them.
+
+Reports per technique and framework: the median epoch time after the first epoch (training
+plus validation) and the training steps/s it gives, the first epoch (or regjax's
+compilation) separately, peak memory (max RSS of the process), and regjax's speed-up.
+
+    pip install -e '.[bench]'        # the peers: tensorflow-cpu, keras, torch (CPU build)
+    python benchmarks/compare_frameworks.py                          # the full table
+    python benchmarks/compare_frameworks.py --techniques baseline --epochs 2 --repeats 1
+    python benchmarks/compare_frameworks.py --smoke                  # a tiny check
+
+A peer that is not installed is skipped with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TECHNIQUES = "baseline,l2,dropout,batchnorm,label_smoothing,augmentation"
+FRAMEWORKS = ("regjax", "keras-tensorflow", "keras-jax", "pytorch")
+
+
+def load(dataset_name: str, data_dir, rows: int | None):
+    from regjax import data
+
+    dataset = data.load_dataset(dataset_name, data_dir)
+    if rows:  # smoke mode: a small slice of the real data
+        cut = lambda s, n: data.Split(s.images[:n], s.labels[:n])  # noqa: E731
+        dataset = data.Dataset(dataset.name, dataset.source, cut(dataset.train, rows),
+                               cut(dataset.test, max(rows // 6, 100)))
+    return dataset
+
+
+def worker(args) -> int:
+    """Runs one framework on one technique in this process; writes its result as JSON."""
+    sys.path.insert(0, str(HERE))
+    import peers
+
+    dataset = load(args.dataset, args.data_dir, args.rows)
+    result = peers.RUNNERS[args.worker](args.technique, dataset, args.epochs, args.seed)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+def available(framework: str) -> str | None:
+    """None if the framework can run here, else why not."""
+    sys.path.insert(0, str(HERE))
+    import peers
+
+    missing = [m for m in peers.REQUIRES[framework] if importlib.util.find_spec(m) is None]
+    return f"{', '.join(missing)} not installed (pip install -e '.[bench]')" if missing else None
+
+
+def run_worker(framework: str, technique: str, args, seed: int = 0) -> dict | None:
+    sys.path.insert(0, str(HERE))
+    import peers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, __file__, "--worker", framework, "--technique", technique,
+                   "--seed", str(seed), "--out", str(out), "--dataset", args.dataset]
+        for flag, value in (("--epochs", args.epochs), ("--rows", args.rows),
+                            ("--data-dir", args.data_dir)):
+            if value is not None:
+                command += [flag, str(value)]
+        env = {**os.environ, **peers.ENVIRONMENT.get(framework, {}),
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"# {framework} {technique} failed: {last}", file=sys.stderr)
+            return None
+        return json.loads(out.read_text())
+
+
+def summary(results: list[dict]) -> dict:
+    """Medians over repeats of: epoch time after the first epoch, first-epoch time, memory."""
+    later = [statistics.median(r["epoch_seconds"][1:] or r["epoch_seconds"]) for r in results]
+    epoch = statistics.median(later)
+    return {"steps_per_epoch": results[0]["steps_per_epoch"], "epoch_seconds": epoch,
+            "steps_per_second": results[0]["steps_per_epoch"] / epoch,
+            "first_seconds": statistics.median(r["first_call_seconds"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "test_accuracy": statistics.median(r["test_accuracy"] for r in results),
+            "runs": len(results)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--techniques", default=DEFAULT_TECHNIQUES,
+                   help=f"comma-separated (default {DEFAULT_TECHNIQUES})")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                   help=f"comma-separated subset of {', '.join(FRAMEWORKS)}")
+    p.add_argument("--epochs", type=int, default=3,
+                   help="epochs per run; the first is reported separately (default 3)")
+    p.add_argument("--repeats", type=int, default=2, help="alternating rounds (default 2)")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--data-dir")
+    p.add_argument("--rows", type=int, help="train on the first ROWS rows only")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny check: 600 rows, 2 epochs, 1 round")
+    p.add_argument("--json", help="also write the table to this file")
+    p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    p.add_argument("--technique", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    if args.smoke:
+        args.rows, args.epochs, args.repeats = args.rows or 600, 2, 1
+
+    frameworks = []
+    for framework in args.frameworks.split(","):
+        why = available(framework)
+        if why:
+            print(f"# skipping {framework}: {why}")
+        else:
+            frameworks.append(framework)
+    sys.path.insert(0, str(HERE))
+    from step_throughput import cpu_model
+
+    print(f"# {cpu_model()}, {os.cpu_count()} cores; {args.epochs} epochs per run, "
+          f"{args.repeats} alternating round(s); dataset {args.dataset}"
+          + (f", first {args.rows} rows" if args.rows else ""))
+    print(f"{'technique':16s} {'framework':17s} {'steps/ep':>8s} {'epoch s':>8s} "
+          f"{'steps/s':>8s} {'first s':>8s} {'peak MB':>8s} {'test acc':>8s} "
+          f"{'regjax x':>8s}")
+    table = []
+    for technique in args.techniques.split(","):
+        runs = {f: [] for f in frameworks}
+        for _ in range(args.repeats):
+            for framework in frameworks:
+                result = run_worker(framework, technique, args)
+                if result is not None:
+                    runs[framework].append(result)
+        rows = {f: summary(r) for f, r in runs.items() if r}
+        for framework, row in rows.items():
+            ratio = (rows["regjax"]["steps_per_second"] / row["steps_per_second"]
+                     if "regjax" in rows else None)
+            row.update(technique=technique, framework=framework, regjax_speedup=ratio)
+            table.append(row)
+            print(f"{technique:16s} {framework:17s} {row['steps_per_epoch']:8d} "
+                  f"{row['epoch_seconds']:8.2f} {row['steps_per_second']:8.0f} "
+                  f"{row['first_seconds']:8.2f} {row['peak_rss_mb']:8.0f} "
+                  f"{row['test_accuracy']:8.4f} "
+                  f"{'' if ratio is None else f'{ratio:7.2f}x':>8s}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu_model(), "rows": table}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The cross-framework benchmark scripts in their smoke mode: one tiny run each, peers that
+are not installed skipped with a notice. Checks the shape of the output, never a timing."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+FRAMEWORKS = ("regjax", "keras-tensorflow", "keras-jax", "pytorch")
+NUMBER = r"-?\d+(\.\d+)?"
+
+
+def run(script, *args):
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_compare_frameworks_smoke(tmp_path):
+    out = tmp_path / "table.json"
+    result = run("compare_frameworks.py", "--smoke", "--techniques", "baseline",
+                 "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = {line.split()[1]: line.split() for line in lines if line.startswith("baseline ")}
+    for framework in FRAMEWORKS:  # each one ran, or was skipped with a one-line notice
+        skipped = [l for l in lines if l.startswith(f"# skipping {framework}:")]
+        assert (framework in rows) != bool(skipped), result.stdout
+    assert "regjax" in rows
+    for cells in rows.values():
+        assert all(re.fullmatch(NUMBER, c) for c in cells[2:8]), cells
+        assert re.fullmatch(NUMBER + "x", cells[8]), cells
+    assert rows["regjax"][8] == "1.00x"
+    table = json.loads(out.read_text())["rows"]
+    assert {r["framework"] for r in table} == set(rows)
+    for r in table:
+        assert r["steps_per_epoch"] == 8  # 600 rows less 20% validation, batch 64
+        assert r["steps_per_second"] == r["steps_per_epoch"] / r["epoch_seconds"]
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["peak_rss_mb"] > 0
+
+
+def test_parity_smoke(tmp_path):
+    out = tmp_path / "parity.json"
+    result = run("parity.py", "--smoke", "--techniques", "baseline,early_stopping",
+                 "--reference", "keras-tensorflow", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [r["technique"] for r in rows] == ["baseline", "early_stopping"]
+    for row in rows:
+        assert len(row["regjax"]) == 2 and row["regjax_epochs"] == [1, 1]
+        if row["reference"]:  # the peer is installed
+            assert len(row["reference"]) == 2
+            assert row["flag"] == (row["difference"] < -0.01)
+        printed = next(l for l in result.stdout.splitlines() if l.startswith(row["technique"]))
+        mean = 100 * sum(row["regjax"]) / 2
+        assert printed.split()[1] == f"{mean:.2f}"
