@@ -107,8 +107,9 @@ def main(argv=None) -> int:
                    help=f"comma-separated (default {DEFAULT_TECHNIQUES})")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                    help=f"comma-separated subset of {', '.join(FRAMEWORKS)}")
-    p.add_argument("--epochs", type=int, default=3,
-                   help="epochs per run; the first is reported separately (default 3)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs per run; the first is reported separately (default 3; a "
+                        "worker without it trains the notebook's epochs)")
     p.add_argument("--repeats", type=int, default=2, help="alternating rounds (default 2)")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data-dir")
@@ -123,6 +124,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
+    args.epochs = args.epochs or 3
     if args.smoke:
         args.rows, args.epochs, args.repeats = args.rows or 600, 2, 1
 
