@@ -28,8 +28,8 @@ from jax.sharding import PartitionSpec as P
 
 from regjax.config import Config
 from regjax.data import Split
-from regjax.train import (HISTORY_KEYS, EarlyStopping, Knobs, Metrics, Trainer,
-                          summarize_history, to_device)
+from regjax.train import (HISTORY_KEYS, EarlyStopping, Knobs, Trainer, is_finite,
+                          record_epoch, summarize_each, summarize_history, to_device)
 
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
@@ -110,13 +110,6 @@ class BatchedTrainer:
         return summarize_each(self._evaluate(params, batch_stats, images, labels, self.knobs))
 
 
-def summarize_each(metrics: Metrics) -> list[dict]:
-    m = jax.device_get(metrics)
-    count = np.maximum(m.count.astype(np.float64), 1.0)
-    loss, accuracy = m.loss / count, m.correct / count
-    return [{"loss": float(l), "accuracy": float(a)} for l, a in zip(loss, accuracy)]
-
-
 def fit_batched(configs: list[Config], train: Split, validation: Split,
                 test: Split | None = None, *,
                 on_epoch: Callable[[int, int], None] = lambda done, total: None,
@@ -151,6 +144,7 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
     keep_best = np.array([c.early_stopping and c.restore_best_weights for c in configs])
     best = jax.tree.map(jnp.copy, (state.params, state.batch_stats)) if keep_best.any() else None
     status = ["completed"] * k
+    diverged_epoch: dict[int, int] = {}
     stopped_early = [False] * k
     total_epochs = max(c.epochs for c in configs)
     steps = batched.trainer.steps_per_epoch(len(train))
@@ -164,15 +158,11 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
         seconds = time.perf_counter() - t0
         improved = np.zeros(k, bool)
         for i in np.flatnonzero(active):
-            if not (np.isfinite(train_metrics[i]["loss"]) and np.isfinite(val[i]["loss"])):
+            if not is_finite(train_metrics[i], val[i]):
                 status[i], active[i] = "diverged", False  # its update was masked from here on
-                histories[i]["diverged_epoch"] = epoch + 1
+                diverged_epoch[i] = epoch + 1
                 continue
-            h = histories[i]
-            for name, value in (*train_metrics[i].items(),
-                                *(("val_" + n, v) for n, v in val[i].items()),
-                                ("epoch_seconds", seconds)):
-                h[name].append(value)
+            record_epoch(histories[i], train_metrics[i], val[i], seconds)
             if stoppers[i] is not None:
                 improved[i], stopped_early[i] = stoppers[i].update(epoch, val[i]["loss"])
             if stopped_early[i] or epoch + 1 == configs[i].epochs:
@@ -188,10 +178,11 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
     if best is not None:  # as Keras 3: the best weights at the end, for models that ask
         params, batch_stats = _where(models(keep_best), best, (params, batch_stats))
     histories, stoppers = histories[:n], stoppers[:n]
-    results = [summarize_history({key: h[key] for key in HISTORY_KEYS}, status[i],
-                                 stopped_early[i], stoppers[i], compile_seconds, steps)
-               | {key: h[key] for key in h if key not in HISTORY_KEYS}
-               for i, h in enumerate(histories)]
+    results = [summarize_history(h, status[i], stopped_early[i], stoppers[i],
+                                 compile_seconds, steps) for i, h in enumerate(histories)]
+    for i, epoch in diverged_epoch.items():
+        if i < n:
+            results[i]["diverged_epoch"] = epoch
     if test is not None:
         test_data = jax.device_put(to_device(test), batched.shared)
         for result, metrics in zip(results, batched.evaluate(params, batch_stats, *test_data)):

@@ -209,9 +209,26 @@ class Trainer:
 
 
 def summarize(metrics: Metrics) -> dict:
+    return summarize_each(jax.tree.map(jnp.atleast_1d, metrics))[0]
+
+
+def summarize_each(metrics: Metrics) -> list[dict]:
+    """Loss and accuracy of each model, from sums with a leading model axis."""
     m = jax.device_get(metrics)
-    count = max(float(m.count), 1.0)
-    return {"loss": float(m.loss) / count, "accuracy": float(m.correct) / count}
+    count = np.maximum(m.count.astype(np.float64), 1.0)
+    loss, accuracy = m.loss / count, m.correct / count
+    return [{"loss": float(l), "accuracy": float(a)} for l, a in zip(loss, accuracy)]
+
+
+def is_finite(train_metrics: dict, val: dict) -> bool:
+    return math.isfinite(train_metrics["loss"]) and math.isfinite(val["loss"])
+
+
+def record_epoch(history: dict, train_metrics: dict, val: dict, seconds: float) -> None:
+    """Appends one epoch's metrics to the per-epoch lists of `history` (HISTORY_KEYS)."""
+    for key, value in (*train_metrics.items(), *(("val_" + k, v) for k, v in val.items()),
+                       ("epoch_seconds", seconds)):
+        history[key].append(value)
 
 
 @dataclasses.dataclass
@@ -340,15 +357,13 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
             train_metrics = summarize(metrics)
             val = summarize(run_eval(state.params, state.batch_stats, x_val, y_val))
             seconds = time.perf_counter() - t0
-            if not all(math.isfinite(v) for v in (train_metrics["loss"], val["loss"])):
+            if not is_finite(train_metrics, val):
                 status = "diverged"
                 log(f"epoch {done + 1}/{config.epochs}: loss {train_metrics['loss']}, val_loss "
                     f"{val['loss']}: not finite, stopping without saving this epoch")
                 break
             done += 1
-            for k, v in (*train_metrics.items(), *(("val_" + k, v) for k, v in val.items()),
-                         ("epoch_seconds", seconds)):
-                history[k].append(v)
+            record_epoch(history, train_metrics, val, seconds)
             log(f"epoch {done}/{config.epochs} {seconds:.2f}s ({steps / seconds:,.0f} steps/s)"
                 f" - loss {train_metrics['loss']:.4f} - accuracy {train_metrics['accuracy']:.4f}"
                 f" - val_loss {val['loss']:.4f} - val_accuracy {val['accuracy']:.4f}")
