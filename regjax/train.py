@@ -75,11 +75,23 @@ def epoch_key(seed: int, epoch) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed, impl="rbg"), epoch)
 
 
+def stable_argsort(keys: jax.Array) -> jax.Array:
+    """np.argsort(keys, kind="stable") of uint32 keys along the last axis, as int32.
+
+    Packing each key and its position into one 64-bit value (key << 32 | position) makes it
+    a sort of a single array, which XLA's CPU runtime does about 4x faster than argsort's
+    sort of (key, position) pairs; equal keys keep their order, as in a stable sort."""
+    positions = jnp.arange(keys.shape[-1], dtype=jnp.uint32)
+    with jax.enable_x64():  # local to these ops: the rest of the program stays 32-bit
+        packed = keys.astype(jnp.uint64) << 32 | positions.astype(jnp.uint64)
+        return (jnp.sort(packed, axis=-1) & 0xFFFFFFFF).astype(jnp.int32)
+
+
 def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
-    """A uniformly random permutation of range(n): one sort by random bits, several times
-    cheaper on CPU than jax.random.permutation's repeated sorts (a stable sort keeps it a
-    permutation even when two keys tie)."""
-    return jnp.argsort(rng.bits(key, (n,)), stable=True).astype(jnp.int32)
+    """A uniformly random permutation of range(n): rows ordered by random 32-bit keys, ties
+    by row number. One sort is several times cheaper on CPU than jax.random.permutation's
+    repeated sorts."""
+    return stable_argsort(rng.bits(key, (n,)))
 
 
 def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Array]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from regjax import data
-from regjax.train import epoch_batches
+from regjax.train import epoch_batches, stable_argsort
 from tests.conftest import write_idx_dir
 
 
@@ -125,3 +125,13 @@ def test_every_training_row_is_seen_exactly_once_per_epoch(n, batch):
     np.testing.assert_array_equal(np.sort(rows[weights > 0]), np.arange(n))
     assert weights.sum() == n and set(np.unique(weights)) <= {0.0, 1.0}
     assert not np.array_equal(rows, np.asarray(epoch_batches(jax.random.key(1), n, batch)[0]))
+
+
+@pytest.mark.parametrize("high", [3, 2**32 - 1])
+def test_stable_argsort_matches_numpy_with_many_ties_and_under_vmap(high):
+    keys = np.random.default_rng(high).integers(0, high, size=(3, 5000), dtype=np.uint64)
+    keys = keys.astype(np.uint32)
+    expected = np.argsort(keys, axis=-1, kind="stable")
+    np.testing.assert_array_equal(jax.jit(stable_argsort)(keys[0]), expected[0])
+    np.testing.assert_array_equal(jax.vmap(stable_argsort)(keys), expected)
+    assert stable_argsort(keys[0]).dtype == np.int32
