@@ -1,0 +1,37 @@
+"""regjax.rng draws exactly what jax.random draws for threefry keys, alone and under vmap."""
+
+import jax
+import numpy as np
+import pytest
+
+from regjax import rng
+
+SHAPES = [(), (7,), (64, 128), (3, 4, 5)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bits_equal_jax_random_bits(shape):
+    for key in (jax.random.key(0), jax.random.fold_in(jax.random.key(12345), 7)):
+        np.testing.assert_array_equal(jax.jit(rng.bits, static_argnums=1)(key, shape),
+                                      jax.random.bits(key, shape))
+
+
+def test_uniform_and_bernoulli_equal_jax_random():
+    key = jax.random.key(3)
+    ours = jax.jit(lambda k: rng.uniform(k, (1000,), -2.0, 5.0))
+    theirs = jax.jit(lambda k: jax.random.uniform(k, (1000,), minval=-2.0, maxval=5.0))
+    np.testing.assert_array_equal(ours(key), theirs(key))
+    np.testing.assert_array_equal(rng.bernoulli(key, 0.3, (64, 64)),
+                                  jax.random.bernoulli(key, 0.3, (64, 64)))
+
+
+def test_bits_are_exact_under_vmap():
+    keys = jax.random.split(jax.random.key(1), 5)
+    batched = jax.jit(jax.vmap(lambda k: rng.bits(k, (64, 32))))(keys)
+    for k in range(5):
+        np.testing.assert_array_equal(batched[k], jax.random.bits(keys[k], (64, 32)))
+
+
+def test_too_many_values_at_once_is_refused():
+    with pytest.raises(ValueError, match="at most 2\\*\\*32"):
+        rng.bits(jax.random.key(0), (2**16, 2**16))
