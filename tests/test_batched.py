@@ -1,4 +1,4 @@
-"""Many models in one vmapped program: each equals its single run; per-model early stopping;
+"""Many models in one program (one at a time or vmapped): each equals its single run; per-model early stopping;
 the comparison report agrees with its histories; plots are valid PNGs; progress display."""
 
 import io
@@ -37,30 +37,42 @@ def assert_same_history(batched, single):
     assert batched["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=2e-3)
 
 
+# seeds, and every knob that may differ between models of one program
+MIXED_KNOBS = [
+    preset("dropout", seed=0, epochs=2), preset("dropout", seed=1, dropout=0.5, epochs=2),
+    preset("dropout", seed=2, dropout=0.0, l2=1e-3, epochs=2),
+    preset("dropout", seed=3, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3, epochs=2)]
+
+
 @pytest.mark.parametrize("configs", [
-    # seeds, and every knob that may differ between models of one program
-    [preset("dropout", seed=0, epochs=2), preset("dropout", seed=1, dropout=0.5, epochs=2),
-     preset("dropout", seed=2, dropout=0.0, l2=1e-3, epochs=2),
-     preset("dropout", seed=3, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3, epochs=2)],
+    MIXED_KNOBS,
     [preset("batchnorm", seed=s, epochs=2) for s in (0, 5)],
     [preset("augmentation", seed=0, epochs=1, hidden=(16,)),
      preset("augmentation", seed=1, epochs=1, hidden=(16,), rotation_range=30.0, zoom_range=0.0)],
 ], ids=["mlp-knobs", "batchnorm", "cnn-augmentation"])
-def test_each_batched_model_equals_its_single_run(small, configs):
+def test_each_batched_model_equals_its_single_run(small, configs, vmap_width=None):
     train, val, test = small
-    batched, _ = fit_batched(configs, train, val, test)
+    batched, _ = fit_batched(configs, train, val, test, vmap_width=vmap_width)
     for config, history in zip(configs, batched):
         single, _, _ = fit(config, train, val, test, log=lambda _: None)
         assert_same_history(history, single)
 
 
-def test_early_stopping_is_per_model(small):
+@pytest.mark.parametrize("vmap_width", [2, len(MIXED_KNOBS)], ids=["pairs", "all"])
+def test_vmapped_models_equal_their_single_runs_too(small, vmap_width):
+    # The default on a CPU trains a device's models one after another; vmapped (in pairs,
+    # or all of a device's models at once) they must give the same histories.
+    test_each_batched_model_equals_its_single_run(small, MIXED_KNOBS, vmap_width)
+
+
+@pytest.mark.parametrize("vmap_width", [1, 3], ids=["one-at-a-time", "vmapped"])
+def test_early_stopping_is_per_model(small, vmap_width):
     train, val, test = small
     configs = [preset("early_stopping", seed=0, epochs=8, patience=1, min_delta=0.1),
                preset("early_stopping", seed=1, epochs=8, patience=2, min_delta=0.05,
                       restore_best_weights=True),
                preset("baseline", seed=2, epochs=5)]
-    batched, _ = fit_batched(configs, train, val, test)
+    batched, _ = fit_batched(configs, train, val, test, vmap_width=vmap_width)
     singles = [fit(c, train, val, test, log=lambda _: None)[0] for c in configs]
     assert [h["epochs_run"] for h in singles] == [h["epochs_run"] for h in batched]
     assert singles[0]["stopped_early"] and singles[0]["epochs_run"] < 8  # the test bites
