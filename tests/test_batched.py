@@ -1,5 +1,6 @@
-"""Many models in one program (one at a time or vmapped): each equals its single run; per-model early stopping;
-the comparison report agrees with its histories; plots are valid PNGs; progress display."""
+"""Many models in one program (one at a time or vmapped): each equals its single run;
+per-model early stopping; the comparison report agrees with its histories; plots are valid
+PNGs; progress display."""
 
 import io
 import json
@@ -50,19 +51,23 @@ MIXED_KNOBS = [
     [preset("augmentation", seed=0, epochs=1, hidden=(16,)),
      preset("augmentation", seed=1, epochs=1, hidden=(16,), rotation_range=30.0, zoom_range=0.0)],
 ], ids=["mlp-knobs", "batchnorm", "cnn-augmentation"])
-def test_each_batched_model_equals_its_single_run(small, configs, vmap_width=None):
-    train, val, test = small
-    batched, _ = fit_batched(configs, train, val, test, vmap_width=vmap_width)
-    for config, history in zip(configs, batched):
-        single, _, _ = fit(config, train, val, test, log=lambda _: None)
-        assert_same_history(history, single)
+def test_each_batched_model_equals_its_single_run(small, configs):
+    assert_batched_equal_single_runs(small, configs, vmap_width=None)
 
 
 @pytest.mark.parametrize("vmap_width", [2, len(MIXED_KNOBS)], ids=["pairs", "all"])
 def test_vmapped_models_equal_their_single_runs_too(small, vmap_width):
     # The default on a CPU trains a device's models one after another; vmapped (in pairs,
     # or all of a device's models at once) they must give the same histories.
-    test_each_batched_model_equals_its_single_run(small, MIXED_KNOBS, vmap_width)
+    assert_batched_equal_single_runs(small, MIXED_KNOBS, vmap_width)
+
+
+def assert_batched_equal_single_runs(small, configs, vmap_width):
+    train, val, test = small
+    batched, _ = fit_batched(configs, train, val, test, vmap_width=vmap_width)
+    for config, history in zip(configs, batched):
+        single, _, _ = fit(config, train, val, test, log=lambda _: None)
+        assert_same_history(history, single)
 
 
 @pytest.mark.parametrize("vmap_width", [1, 3], ids=["one-at-a-time", "vmapped"])
