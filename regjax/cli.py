@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import shlex
@@ -229,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     except (artifacts.OutputDirError, data.DataError) as e:
         return fail(str(e))
 
-    log = (lambda _: None) if args.quiet else print
+    # Flushed line by line, so that `| tee`, a log file or a supervisor sees each epoch as it ends.
+    log = (lambda _: None) if args.quiet else functools.partial(print, flush=True)
     train_split, val_split = data.train_and_validation(dataset, config.validation)
     log(f"{args.technique} on {dataset.name} ({dataset.source}): {len(train_split):,} training "
         f"rows, {len(val_split):,} validation rows, device {jax.devices()[0].device_kind}")
