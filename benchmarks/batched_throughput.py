@@ -42,14 +42,14 @@ def main(argv=None) -> int:
     from regjax import data
     from regjax.batched import fit_batched
     from regjax.train import fit
-    from step_throughput import cpu_model  # this script's directory is on sys.path
+    from step_throughput import device_name  # this script's directory is on sys.path
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     configs = [cfg.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)
                for s in range(args.models)]
     train, val = data.train_and_validation(dataset, configs[0].validation)
     print(f"# {args.models} x {args.technique}, {args.epochs} epochs, {dataset.name}; jax "
-          f"{jax.__version__}, {cpu_model()}, {jax.local_device_count()} XLA device(s)")
+          f"{jax.__version__}, {device_name()}, {jax.local_device_count()} XLA device(s)")
     rates = {"one after another": [], "batched": []}
     walls = {"one after another": [], "batched": []}
     for _ in range(args.repeats):

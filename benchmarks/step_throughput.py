@@ -31,6 +31,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def device_name() -> str:
+    """What runs the programs: 'gpu: NVIDIA H200', or 'cpu: ' and the processor's model."""
+    device = jax.devices()[0]
+    return f"{device.platform}: {device.device_kind if device.platform != 'cpu' else cpu_model()}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,8 +50,7 @@ def main(argv=None) -> int:
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     device = jax.devices()[0]
-    print(f"# {dataset.name}, jax {jax.__version__}, {device.platform}: "
-          f"{device.device_kind if device.platform != 'cpu' else cpu_model()}, "
+    print(f"# {dataset.name}, jax {jax.__version__}, {device_name()}, "
           f"{jax.local_device_count()} device(s)")
     print(f"{'technique':16s} {'steps/epoch':>11s} {'steps/s':>9s} {'median epoch s':>14s} "
           f"{'compile s':>9s}")
