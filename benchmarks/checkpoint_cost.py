@@ -25,7 +25,7 @@ from regjax import data
 from regjax.checkpoint import Checkpoints
 from regjax.train import fit
 
-from step_throughput import cpu_model  # this script's directory is on sys.path
+from step_throughput import device_name  # this script's directory is on sys.path
 
 
 def seconds_per_epoch(config, train, val, directory: Path | None) -> float:
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     config = cfg.preset(args.technique, epochs=args.epochs, early_stopping=False)
     train, val = data.train_and_validation(dataset, config.validation)
     print(f"# {args.technique}, {args.epochs} epochs x {args.repeats} runs each, alternating; "
-          f"jax {jax.__version__}, {cpu_model()}")
+          f"jax {jax.__version__}, {device_name()}")
     seconds_per_epoch(config, train, val, None)  # warm-up: the first run in a process is slow
     plain, checkpointed = [], []
     for _ in range(args.repeats):
