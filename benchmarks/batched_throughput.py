@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from regjax.devices import FLAG
+from regjax.devices import device_name, use_cpu_devices
 
 
 def main(argv=None) -> int:
@@ -34,15 +34,13 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FLAG}={args.devices}"
-
+    use_cpu_devices(args.devices)
     import jax
 
     from regjax import config as cfg
     from regjax import data
     from regjax.batched import fit_batched
-    from regjax.train import fit
-    from step_throughput import device_name  # this script's directory is on sys.path
+    from regjax.training import fit
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     configs = [cfg.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)
@@ -60,7 +58,7 @@ def main(argv=None) -> int:
         rates["one after another"].append(
             statistics.mean(r["train_steps_per_second"] for r in runs))
         start = time.perf_counter()
-        runs, _ = fit_batched(configs, train, val)
+        runs = fit_batched(configs, train, val)
         walls["batched"].append(time.perf_counter() - start)
         rates["batched"].append(args.models * runs[0]["train_steps_per_second"])
         print(f"total steps/s: one after another {rates['one after another'][-1]:,.0f}, "

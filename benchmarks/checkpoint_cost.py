@@ -23,9 +23,9 @@ from regjax import artifacts
 from regjax import config as cfg
 from regjax import data
 from regjax.checkpoint import Checkpoints
-from regjax.train import fit
+from regjax.devices import device_name
+from regjax.training import fit
 
-from step_throughput import device_name  # this script's directory is on sys.path
 
 
 def seconds_per_epoch(config, train, val, directory: Path | None) -> float:
@@ -37,7 +37,7 @@ def seconds_per_epoch(config, train, val, directory: Path | None) -> float:
             artifacts.write_json(directory / artifacts.HISTORY, history)
 
     start = time.perf_counter()
-    history, _, _ = fit(config, train, val, log=lambda _: None, checkpoints=checkpoints,
+    history, _ = fit(config, train, val, log=lambda _: None, checkpoints=checkpoints,
                         on_epoch=write_history)
     wall = time.perf_counter() - start - history["compile_seconds"]
     return wall / history["epochs_run"]

@@ -19,35 +19,21 @@ A peer that is not installed is skipped with a one-line notice.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from common import available, cpu_model, load, run_worker  # benchmarks/common.py
+
 DEFAULT_TECHNIQUES = "baseline,l2,dropout,batchnorm,label_smoothing,augmentation"
 FRAMEWORKS = ("regjax", "keras-tensorflow", "keras-jax", "pytorch")
 
 
-def load(dataset_name: str, data_dir, rows: int | None):
-    from regjax import data
-
-    dataset = data.load_dataset(dataset_name, data_dir)
-    if rows:  # smoke mode: a small slice of the real data
-        cut = lambda s, n: data.Split(s.images[:n], s.labels[:n])  # noqa: E731
-        dataset = data.Dataset(dataset.name, dataset.source, cut(dataset.train, rows),
-                               cut(dataset.test, max(rows // 6, 100)))
-    return dataset
-
-
 def worker(args) -> int:
     """Runs one framework on one technique in this process; writes its result as JSON."""
-    sys.path.insert(0, str(HERE))
     import peers
 
     dataset = load(args.dataset, args.data_dir, args.rows)
@@ -55,37 +41,6 @@ def worker(args) -> int:
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.out).write_text(json.dumps(result))
     return 0
-
-
-def available(framework: str) -> str | None:
-    """None if the framework can run here, else why not."""
-    sys.path.insert(0, str(HERE))
-    import peers
-
-    missing = [m for m in peers.REQUIRES[framework] if importlib.util.find_spec(m) is None]
-    return f"{', '.join(missing)} not installed (pip install -e '.[bench]')" if missing else None
-
-
-def run_worker(framework: str, technique: str, args, seed: int = 0) -> dict | None:
-    sys.path.insert(0, str(HERE))
-    import peers
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        command = [sys.executable, __file__, "--worker", framework, "--technique", technique,
-                   "--seed", str(seed), "--out", str(out), "--dataset", args.dataset]
-        for flag, value in (("--epochs", args.epochs), ("--rows", args.rows),
-                            ("--data-dir", args.data_dir)):
-            if value is not None:
-                command += [flag, str(value)]
-        env = {**os.environ, **peers.ENVIRONMENT.get(framework, {}),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"# {framework} {technique} failed: {last}", file=sys.stderr)
-            return None
-        return json.loads(out.read_text())
 
 
 def summary(results: list[dict]) -> dict:
@@ -135,9 +90,6 @@ def main(argv=None) -> int:
             print(f"# skipping {framework}: {why}")
         else:
             frameworks.append(framework)
-    sys.path.insert(0, str(HERE))
-    from step_throughput import cpu_model
-
     print(f"# {cpu_model()}, {os.cpu_count()} cores; {args.epochs} epochs per run, "
           f"{args.repeats} alternating round(s); dataset {args.dataset}"
           + (f", first {args.rows} rows" if args.rows else ""))

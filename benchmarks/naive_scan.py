@@ -3,10 +3,10 @@
 
 The naive version is what a JAX user writes first: a Flax linen MLP, optax.adam, the
 normalised dataset as float32 in memory, `jax.random.permutation`, the epoch's batches
-gathered up front and one `lax.scan` over them, then validation in one call. DESIGN.md
-quotes it at about 1,700 steps/s on this kind of 2-core machine; the ratio printed here
-carries regjax's figure over to any host, whatever its speed at the moment (these shared
-machines drift by ±30% within minutes, and both loops here share the drift).
+gathered up front and one `lax.scan` over them, then validation in one call. The ratio
+printed here carries regjax's figure over to any host, whatever its speed at the moment
+(shared machines drift by tens of percent within minutes, and both loops here share the
+drift).
 
     python benchmarks/naive_scan.py                 # 8 epochs each, alternating
 """
@@ -25,7 +25,8 @@ from flax import linen as nn
 
 from regjax import data
 from regjax.config import preset
-from regjax.train import Trainer, to_device
+from regjax.devices import device_name
+from regjax.training import OneModel
 
 
 class NaiveMLP(nn.Module):
@@ -82,17 +83,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch compiles)")
-    from step_throughput import device_name  # this script's directory is on sys.path
-
     config = preset("baseline")
     dataset = data.load_dataset(args.dataset, args.data_dir)
     train, val = data.train_and_validation(dataset, config.validation)
-    (x, y), (vx, vy) = to_device(train), to_device(val)
+    engine = OneModel(config)  # regjax's compiled program for one model, as fit runs it
+    (x, y), (vx, vy) = engine.put(train), engine.put(val)
     epoch, validate, params, opt_state = naive_epoch_and_validation(x, y, vx, vy,
                                                                     config.batch_size)
-    trainer = Trainer(config)
-    state = trainer.init_state()
-    steps = trainer.steps_per_epoch(len(train))
+    state = engine.init_state()
+    engine.compile(state, (x, y), (vx, vy))
+    steps = -(-len(train) // config.batch_size)
     seconds = {"naive": [], "regjax": []}
     for e in range(args.epochs):
         start = time.perf_counter()
@@ -100,8 +100,8 @@ def main(argv=None) -> int:
         jax.block_until_ready(validate(params))
         naive = time.perf_counter() - start
         start = time.perf_counter()
-        state, _ = trainer.train_epoch(state, x, y, e)
-        trainer.evaluate(state, vx, vy)
+        state, _ = engine.epoch(state, (x, y), e, None)
+        engine.validate(state, (vx, vy))
         ours = time.perf_counter() - start
         if e:  # the first epoch compiles
             seconds["naive"].append(naive)

@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from compare_frameworks import available, run_worker  # this script's directory is on sys.path
+from common import available, run_worker  # benchmarks/common.py
 
 from regjax.config import TECHNIQUES
 

@@ -29,12 +29,12 @@ def arrays(technique: str, dataset: data.Dataset):
 # ------------------------------------------------------------------------------ regjax
 
 def run_regjax(technique: str, dataset: data.Dataset, epochs: int | None, seed: int) -> dict:
-    from regjax.train import fit
+    from regjax.training import fit
 
     overrides = {"seed": seed} if epochs is None else {"seed": seed, "epochs": epochs}
     config = cfg.preset(technique, **overrides)
     train, val = data.train_and_validation(dataset, config.validation)
-    history, _, _ = fit(config, train, val, dataset.test, log=lambda _: None)
+    history, _ = fit(config, train, val, dataset.test, log=lambda _: None)
     return {"epoch_seconds": history["epoch_seconds"], "steps_per_epoch":
             history["steps_per_epoch"], "first_call_seconds": history["compile_seconds"],
             "test_accuracy": history["test_accuracy"], "epochs_run": history["epochs_run"]}

@@ -18,23 +18,8 @@ import jax
 
 from regjax import config as cfg
 from regjax import data
-from regjax.train import fit
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def device_name() -> str:
-    """What runs the programs: 'gpu: NVIDIA H200', or 'cpu: ' and the processor's model."""
-    device = jax.devices()[0]
-    return f"{device.platform}: {device.device_kind if device.platform != 'cpu' else cpu_model()}"
+from regjax.devices import cpu_model, device_name
+from regjax.training import fit
 
 
 def main(argv=None) -> int:
@@ -58,7 +43,7 @@ def main(argv=None) -> int:
     for technique in args.techniques.split(","):
         config = cfg.preset(technique, epochs=args.epochs, early_stopping=False)
         train, val = data.train_and_validation(dataset, config.validation)
-        history, _, _ = fit(config, train, val, log=lambda _: None)
+        history, _ = fit(config, train, val, log=lambda _: None)
         row = {"technique": technique, "steps_per_epoch": history["steps_per_epoch"],
                "steps_per_second": history["train_steps_per_second"],
                "epoch_seconds": history["epoch_seconds"],

@@ -1,1 +1,40 @@
-"""regjax: the classic regularization techniques of a Keras tutorial, in pure JAX."""
+"""regjax: the classic regularization techniques of a well-known Keras notebook (L1 and L2
+penalties, dropout, batch normalization, early stopping, data augmentation, label smoothing)
+in pure JAX, with Keras' semantics.
+
+    import regjax
+
+    config = regjax.preset("dropout", epochs=5)          # a technique, any knob overridden
+    data = regjax.load_dataset("fashion_mnist")
+    train, validation = regjax.train_and_validation(data, config.validation)
+    history, model = regjax.fit(config, train, validation, data.test)
+    regjax.evaluate(model, data.test)                     # {"loss": ..., "accuracy": ...}
+    model = regjax.load_model("runs/dropout/model.npz")   # what scripts/train.py saved
+
+The compiled program itself (loss, train_step, train_epoch, evaluate as pure functions) is
+regjax.step; many models at once are regjax.batched.fit_batched.
+"""
+
+import importlib
+
+# Where each public name lives. They are imported on first use, so that the command line
+# answers --help and bad flags without loading JAX.
+_PUBLIC = {
+    "Config": "config", "PRESETS": "config", "TECHNIQUES": "config", "preset": "config",
+    "load_dataset": "data", "train_and_validation": "data",
+    "fit": "training", "evaluate": "training",
+    "load_model": "artifacts", "save_model": "artifacts",
+    "TrainedModel": "models",
+}
+__all__ = sorted(_PUBLIC)
+__version__ = "0.2.0"
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"regjax.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module 'regjax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -9,26 +9,28 @@ plus the run's config as JSON, so it can be loaded back without regjax too.
 
 from __future__ import annotations
 
+import fcntl
 import json
-import math
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
 
 from regjax.config import Config
-from regjax.models import make_model
+from regjax.models import TrainedModel, make_model, weights_bytes
 
 CONFIG_KEY = "__config__"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process' umask (there is no call that only reads it)
-HISTORY, MODEL, CHECKPOINTS = "history.json", "model.npz", "checkpoints"
-RUN_FILES = (HISTORY, MODEL, CHECKPOINTS)
+HISTORY, MODEL, CURVES, CHECKPOINTS = "history.json", "model.npz", "curves.png", "checkpoints"
+RUN_FILES = (HISTORY, MODEL, CURVES, CHECKPOINTS)
+LOCK = ".regjax.lock"  # held by the run using the directory (see DirectoryLock)
 
 
 class OutputDirError(Exception):
@@ -39,30 +41,73 @@ def run_bytes(config: Config, keep_checkpoints: int) -> int:
     """About how much disk a run needs: its checkpoints (parameters, statistics and Adam's
     two moments; twice with the best weights; `keep_checkpoints` plus the best plus one being
     written) and the final model."""
-    model = nnx.eval_shape(lambda: make_model(config))
-    weights = sum(math.prod(x.shape) * x.dtype.itemsize
-                  for x in jax.tree.leaves(nnx.state(model)))
+    weights = weights_bytes(config)
     per_checkpoint = weights * (3 + (config.early_stopping and config.restore_best_weights))
     return per_checkpoint * (keep_checkpoints + 2) + weights
 
 
-def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int,
-                       owned: tuple[str, ...] = RUN_FILES) -> None:
-    """Checks, before any training, that `path` can take this run, and creates it.
+class DirectoryLock:
+    """An exclusive lock on an output directory, held while a run uses it, so two runs never
+    mix their files there. The kernel releases it when the process ends, however it ends
+    (SIGKILL included); the lock file names the holder."""
 
-    A non-empty directory is refused unless the run resumes from its checkpoints or is told
-    to overwrite (which deletes only the files this kind of run writes, `owned`: for
-    train.py history.json, model.npz and checkpoints/). The directory must be writable and
-    have `needed_bytes` free. `owned` other than RUN_FILES means a run that cannot resume."""
+    def __init__(self, directory: Path):
+        self.path = directory / LOCK
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self._fd, 4096).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise OutputDirError(f"output directory {directory} is in use by another run "
+                                 f"({holder}); wait for it to end or choose another "
+                                 "--output-dir") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"pid {os.getpid()}: {shlex.join(sys.argv)}".encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+
+def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int,
+                       owned: tuple[str, ...] = RUN_FILES) -> DirectoryLock:
+    """Checks, before any training, that `path` can take this run, creates it and locks it
+    for this run (release the returned lock when the run ends; the process' end does too).
+
+    A directory that another run holds is refused. A non-empty directory is refused unless
+    the run resumes from its checkpoints or is told to overwrite (which deletes only the
+    files this kind of run writes, `owned`: for train.py history.json, model.npz, curves.png
+    and checkpoints/). The directory must be writable and have `needed_bytes` free. `owned`
+    other than RUN_FILES means a run that cannot resume."""
     can_resume = owned == RUN_FILES
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"output directory {path} exists and is not a directory")
-    present = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
     if resume and overwrite:
         raise OutputDirError("--resume and --overwrite contradict each other; choose one")
-    if resume and CHECKPOINTS not in present:
+    if resume and not (path / CHECKPOINTS).is_dir():
         raise OutputDirError(f"nothing to resume in {path}: it has no {CHECKPOINTS}/ "
                              "directory; run without --resume to start a new run")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = DirectoryLock(path)
+    except OSError as e:
+        raise OutputDirError(f"cannot write to output directory {path}: "
+                             f"{e.strerror or e}") from None
+    try:
+        check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume)
+    except BaseException:
+        lock.release()
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return lock
+
+
+def check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume) -> None:
+    present = sorted(p.name for p in path.iterdir() if p.name != LOCK)
     if present and not (resume or overwrite):
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
         choices = "--resume to continue its run, --overwrite" if can_resume else "--overwrite"
@@ -76,7 +121,6 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
                     shutil.rmtree(target)
                 else:
                     target.unlink(missing_ok=True)
-        path.mkdir(parents=True, exist_ok=True)
         atomic_write(path / ".write-test", lambda f: f.write(b"regjax"))
         (path / ".write-test").unlink()
         free = shutil.disk_usage(path).free
@@ -120,22 +164,21 @@ def _name(path: tuple) -> str:
     return "/".join(map(str, path))
 
 
-def save_model(path: str | os.PathLike, config: Config, params: nnx.State,
-               batch_stats: nnx.State) -> None:
+def save_model(path: str | os.PathLike, model: TrainedModel) -> None:
+    _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
     arrays = {_name(k): v for k, v in _flat(params, batch_stats).items()}
-    arrays[CONFIG_KEY] = np.asarray(json.dumps(config.to_dict()))
+    arrays[CONFIG_KEY] = np.asarray(json.dumps(model.config.to_dict()))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_model(path: str | os.PathLike):
-    """Returns (config, model) for a file written by save_model."""
+def load_model(path: str | os.PathLike) -> TrainedModel:
+    """The model a run saved (its config and weights), from a file written by save_model."""
     with np.load(path, allow_pickle=False) as archive:
         stored = {k: archive[k] for k in archive.files}
     if CONFIG_KEY not in stored:
         raise ValueError(f"{path}: not a regjax model file (no config inside)")
     config = Config.from_dict(json.loads(str(stored.pop(CONFIG_KEY))))
-    model = make_model(config)
-    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
     expected = _flat(params, batch_stats)
     if {_name(k) for k in expected} != set(stored) or any(
             v.shape != stored[_name(k)].shape for k, v in expected.items()):
@@ -143,4 +186,4 @@ def load_model(path: str | os.PathLike):
     tree = traverse_util.unflatten_dict({k: jnp.asarray(stored[_name(k)]) for k in expected})
     nnx.replace_by_pure_dict(params, tree["params"])
     nnx.replace_by_pure_dict(batch_stats, tree.get("batch_stats", {}))  # none without BN
-    return config, nnx.merge(graphdef, params, batch_stats)
+    return TrainedModel(config, nnx.merge(graphdef, params, batch_stats))

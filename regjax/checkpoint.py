@@ -1,4 +1,5 @@
-"""Checkpoints of a training run, written with orbax-checkpoint after every epoch.
+"""Checkpoints of a training run, written with orbax-checkpoint after every epoch, and what a
+run stores in them (save_run, restore_run).
 
 A checkpoint holds the arrays (parameters, optimizer state, batch-norm statistics and, when
 restore_best_weights is on, the best weights so far) and a JSON record of everything else
@@ -9,15 +10,15 @@ newest whole one is used. The last `keep` checkpoints are kept, plus the one wit
 val_loss (the metric early stopping monitors).
 
 Saving is asynchronous: the arrays are copied to host memory, then one background thread
-writes them while the next epoch trains. The compiled epoch keeps one core busy, so on a
-machine with two or more the write costs the training loop almost nothing (orbax's own async
-mode still does ~20-40 ms of its work on the calling thread; see benchmarks/README.md).
+writes them while the next epoch trains (orbax's own async mode still does part of its work
+on the calling thread; benchmarks/checkpoint_cost.py measures what a checkpoint costs).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -27,21 +28,40 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from regjax.config import Config
+from regjax.history import RunRecord
+
 MONITOR = "val_loss"
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing, unreadable or belongs to a different run."""
+    """A checkpoint is missing, unreadable (`damaged`) or belongs to a different run."""
+
+    def __init__(self, message: str, damaged: bool = False):
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class Checkpoints:
     def __init__(self, directory: str | os.PathLike, keep: int = 2):
         self.directory = Path(directory)
+        try:
+            self._manager = self._open(keep)
+        except Exception as e:  # orbax reads every checkpoint's metrics here
+            raise CheckpointError(
+                f"{self.directory}: cannot open the checkpoints ({type(e).__name__}: "
+                f"{first_line(e)}); move the damaged epoch directories out of it, or start "
+                "again with --overwrite", damaged=True) from None
+        # One thread: checkpoints are written one after another, in epoch order.
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "regjax-checkpoint")
+        self._pending: concurrent.futures.Future | None = None
+
+    def _open(self, keep: int) -> ocp.CheckpointManager:
         policy = policies.AnyPreservationPolicy([
             policies.LatestN(n=keep),
             policies.BestN(get_metric_fn=lambda metrics: metrics[MONITOR], reverse=True, n=1),
         ])
-        self._manager = ocp.CheckpointManager(
+        return ocp.CheckpointManager(
             self.directory.absolute(),
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=policy, create=True,
@@ -49,10 +69,7 @@ class Checkpoints:
                 # needs to know the best one (the policy above decides what is kept).
                 best_fn=lambda metrics: metrics[MONITOR], best_mode="min",
                 cleanup_tmp_directories=True,  # the remains of a killed write
-                enable_async_checkpointing=False))  # the writer thread below is async
-        # One thread: checkpoints are written one after another, in epoch order.
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, "regjax-checkpoint")
-        self._pending: concurrent.futures.Future | None = None
+                enable_async_checkpointing=False))  # the writer thread is async
 
     def save(self, epoch: int, arrays: Any, record: dict, val_loss: float) -> None:
         """Starts writing the checkpoint of `epoch` (1-based, = epochs completed)."""
@@ -80,7 +97,8 @@ class Checkpoints:
                 epoch, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
         except Exception as e:  # orbax raises many types for a damaged directory
             raise CheckpointError(f"{self.directory}: cannot read the checkpoint of epoch "
-                                  f"{epoch} ({type(e).__name__}: {e})") from None
+                                  f"{epoch} ({type(e).__name__}: {first_line(e)})",
+                                  damaged=True) from None
         return restored.record
 
     def arrays(self, epoch: int, like: Any) -> Any:
@@ -90,10 +108,13 @@ class Checkpoints:
             restored = self._manager.restore(
                 epoch, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(abstract)))
         except Exception as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{self.directory}: the checkpoint of epoch {epoch} does "
-                                  f"not fit this model ({first_line})") from None
+                                  f"not fit this model ({first_line(e)})", damaged=True) from None
         return restored.arrays
+
+    def delete(self, epoch: int) -> None:
+        self.wait()
+        self._manager.delete(epoch)
 
     def wait(self) -> None:
         """Blocks until every checkpoint started so far is completely written; raises the
@@ -108,3 +129,71 @@ class Checkpoints:
         self.wait()
         self._writer.shutdown()
         self._manager.close()
+
+
+# ------------------------------------------------------------ what a training run stores
+
+def save_run(checkpoints: Checkpoints, epoch: int, state, best, records: list[RunRecord],
+         rows: tuple[int, int]) -> None:
+    arrays = {"state": state, **({"best": best} if best is not None else {})}
+    val_losses = [r.epochs["val_loss"][-1] for r in records if r.epochs_run]
+    checkpoints.save(epoch, arrays, {
+        "epoch": epoch, "configs": [r.config.to_dict() for r in records],
+        "records": [r.checkpoint() for r in records], "arrays": sorted(arrays),
+        "train_rows": rows[0], "validation_rows": rows[1],
+    }, float(np.mean(val_losses)) if val_losses else math.inf)
+
+
+def restore_run(checkpoints: Checkpoints, configs: list[Config], state, best, steps: int,
+            rows: tuple[int, int], log):
+    """The newest intact checkpoint's (epoch, state, best, records) of a run of `configs`
+    (`state` and `best` give the arrays' structure), after checking that it belongs to these
+    configs and data. Damaged newer checkpoints are reported and removed
+    (the epochs they held are trained again, with the same result)."""
+    epochs = sorted(checkpoints.all_epochs(), reverse=True)
+    if not epochs:
+        raise CheckpointError(f"{checkpoints.directory}: no complete checkpoint to resume from")
+    like = {"state": state, **({"best": best} if best is not None else {})}
+    for n, epoch in enumerate(epochs):
+        try:
+            record = checkpoints.record(epoch)
+            check_same_run(checkpoints, record, configs, rows)
+            arrays = checkpoints.arrays(epoch, like)
+            break
+        except CheckpointError as e:
+            if e.damaged and n < len(epochs) - 1:
+                log(f"the checkpoint of epoch {epoch} is damaged ({e}); trying the one before")
+                continue
+            raise
+    for damaged in epochs[:n]:
+        checkpoints.delete(damaged)
+    records = [RunRecord.from_checkpoint(c, steps, saved)
+               for c, saved in zip(configs, record["records"])]
+    log(f"resuming from the checkpoint of epoch {epoch} in {checkpoints.directory}")
+    return epoch, arrays["state"], arrays.get("best"), records
+
+
+def check_same_run(checkpoints: Checkpoints, record: dict, configs: list[Config],
+                   rows: tuple[int, int]) -> None:
+    saved = [Config.from_dict(c) for c in record["configs"]]
+    if saved != configs:
+        if len(saved) != len(configs):
+            raise CheckpointError(f"{checkpoints.directory}: the checkpoint holds "
+                                  f"{len(saved)} models, not {len(configs)}; resume with the "
+                                  "same command")
+        mine, theirs = next((a.to_dict(), b.to_dict())
+                            for a, b in zip(configs, saved) if a != b)
+        diff = ", ".join(f"{k}={theirs[k]!r} (now {mine[k]!r})"
+                         for k in mine if mine[k] != theirs[k])
+        raise CheckpointError(f"{checkpoints.directory}: the checkpoint was made with a "
+                              f"different config: {diff}; resume with the same flags")
+    if (record["train_rows"], record["validation_rows"]) != rows:
+        raise CheckpointError(
+            f"{checkpoints.directory}: the checkpoint was trained on {record['train_rows']:,} "
+            f"training and {record['validation_rows']:,} validation rows, not {rows[0]:,} and "
+            f"{rows[1]:,}; resume with the same dataset")
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,34 +1,35 @@
 """`python scripts/train.py`: train one technique (or any combination of knobs), print one
-line per epoch, write history.json, checkpoints and the trained model; resume a run that was
-interrupted."""
+line per epoch, write history.json, curves.png, checkpoints and the trained model; resume a
+run that was interrupted."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import functools
-import os
 import platform
 import shlex
-import signal
 import sys
 from pathlib import Path
 
 from regjax import data
-from regjax.config import TECHNIQUES, Config, preset
+from regjax.cli_common import Parser, StopOnSignal, add_data_flags, fail, user_errors
+from regjax.config import PRESETS, TECHNIQUES, Config, preset
 
 DEFAULTS = Config()
+PROG = "train.py"
+
+
+def techniques_help() -> str:
+    """The presets' summaries, as the epilogue of --help lists them."""
+    width = max(map(len, PRESETS))
+    return "\n".join(f"  {name:<{width}}  {p.summary}"
+                     for name, p in PRESETS.items())
+
 
 EPILOG = """\
 techniques (the notebook's set-ups; every flag below overrides its preset):
-  baseline         Dense 128-64-10, Adam, batch 64, 20 epochs, last 20%% of train validates
-  l1               baseline + l1(0.001) on the hidden kernels         (--l1)
-  l2               baseline + l2(0.001) on the hidden kernels         (--l2)
-  dropout          baseline + Dropout(0.25) after each hidden layer   (--dropout)
-  batchnorm        baseline + BatchNormalization after each hidden layer (--batchnorm)
-  early_stopping   baseline, up to 50 epochs, stop when val_loss stalls 3 epochs (--patience)
-  augmentation     CNN with random rotation/shift/shear/zoom, validated on test (--augment)
-  label_smoothing  baseline with targets smoothed by 0.1, validated on test (--label-smoothing)
+""" + techniques_help() + """
 
 examples:
   python scripts/train.py --technique dropout --dataset fashion_mnist
@@ -50,11 +51,6 @@ exit status:
 EXIT_DIVERGED = 3
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _bool_flag(parser, name: str, help: str) -> None:
     parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
                         help=help + " (default: the technique's preset)")
@@ -67,21 +63,9 @@ def _hidden(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
-def add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="fashion_mnist", metavar="NAME",
-                   help=f"{' or '.join(data.DATASETS)} (default: fashion_mnist, installable "
-                        "with `apt-get install dataset-fashion-mnist`; the notebook used mnist)")
-    p.add_argument("--data-dir", type=Path, metavar="DIR",
-                   help="directory with the four IDX files (train-images-idx3-ubyte[.gz], ...) "
-                        "or a prepared TFDS data dir; default: search the TFDS data dir, "
-                        "Debian's dataset package, then download")
-    p.add_argument("--no-download", action="store_true",
-                   help="never try to download the dataset")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
-        prog="train.py",
+        prog=PROG,
         description="Train one regularization technique of the Keras notebook in JAX and "
                     "report its curves and test accuracy.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,20 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"preset to start from: {', '.join(TECHNIQUES)} (default: baseline)")
     add_data_flags(p)
     p.add_argument("--output-dir", type=Path, metavar="DIR",
-                   help="where history.json, model.npz and checkpoints/ go (default: "
-                        "runs/<technique>); must be empty or absent unless --resume or "
-                        "--overwrite")
+                   help="where history.json, curves.png, model.npz and checkpoints/ go "
+                        "(default: runs/<technique>); must be empty or absent unless "
+                        "--resume or --overwrite")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output directory from its newest "
                         "checkpoint; give the same flags as the run being resumed")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a non-empty output directory, deleting the "
-                        "history.json, model.npz and checkpoints/ there (nothing else)")
+                        "history.json, curves.png, model.npz and checkpoints/ there "
+                        "(nothing else)")
     p.add_argument("--keep-checkpoints", type=int, default=2, metavar="N",
                    help="keep the newest N checkpoints plus the one with the lowest "
                         "val_loss (default 2)")
     p.add_argument("--quiet", action="store_true", help="print only the final result")
+    add_config_flags(p)
+    return p
 
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """A flag for every field of Config, in groups (None: the preset's value)."""
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=("mlp", "cnn"), help="mlp (Dense stack) or cnn "
                    "(Conv 3x3, MaxPool, Dense stack)")
@@ -140,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smallest decrease of val_loss that counts as an improvement (default 0)")
     _bool_flag(g, "restore-best-weights", "at the end, restore the weights of the epoch "
                "with the lowest val_loss")
+    add_optimisation_flags(p)
 
+
+def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (default 20; "
                    "early_stopping preset 50)")
@@ -152,45 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "test: train on all rows, validate on the test split")
     g.add_argument("--seed", type=int, metavar="N",
                    help="seeds initialisation, shuffling, dropout and augmentation (default 0)")
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
     return preset(args.technique, **overrides)
-
-
-class StopOnSignal:
-    """SIGINT and SIGTERM while training: the first asks training to stop after the current
-    epoch (which is then checkpointed); a second one exits at once, leaving the checkpoints
-    of the finished epochs (each is written atomically) and history.json as they are."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signum: int | None = None
-
-    def __call__(self) -> bool:
-        return self.signum is not None
-
-    def __enter__(self):
-        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.signum is not None:
-            print(f"train.py: {name} again: stopping now, without the current epoch; the "
-                  "checkpoints of finished epochs are intact", file=sys.stderr, flush=True)
-            os._exit(128 + signum)
-        self.signum = signum
-        print(f"train.py: {name}: finishing the current epoch, then saving it and stopping "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
 
 
 def resume_command(argv: list[str]) -> str:
@@ -209,36 +169,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.keep_checkpoints < 1:
         parser.error(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
-
     # Imported here so that --help and bad flags answer at once, without starting JAX.
-    import jax
-
-    from regjax import artifacts
-    from regjax.checkpoint import CheckpointError, Checkpoints
-    from regjax.train import fit
-
-    def fail(message: str) -> int:
-        print(f"train.py: error: {message}", file=sys.stderr)
-        return 1
-
+    errors = user_errors()
     output_dir = args.output_dir or Path("runs") / args.technique
+    lock = None
     try:
-        artifacts.prepare_output_dir(
+        from regjax import artifacts
+        from regjax.training import check_models_fit
+
+        check_models_fit([config])  # before the disk check: name the flag that matters
+        lock = artifacts.prepare_output_dir(
             output_dir, resume=args.resume, overwrite=args.overwrite,
             needed_bytes=artifacts.run_bytes(config, args.keep_checkpoints))
-        dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
-    except (artifacts.OutputDirError, data.DataError) as e:
-        return fail(str(e))
+        return train(args, argv, config, output_dir)
+    except errors as e:
+        return fail(PROG, str(e))
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
+    import jax
+
+    from regjax import artifacts, devices, report
+    from regjax.checkpoint import Checkpoints
+    from regjax.training import fit
+
+    dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     # Flushed line by line, so that `| tee`, a log file or a supervisor sees each epoch as it ends.
     log = (lambda _: None) if args.quiet else functools.partial(print, flush=True)
     train_split, val_split = data.train_and_validation(dataset, config.validation)
     log(f"{args.technique} on {dataset.name} ({dataset.source}): {len(train_split):,} training "
         f"rows, {len(val_split):,} validation rows, device {jax.devices()[0].device_kind}")
     about = {
-        "technique": args.technique, "config": config.to_dict(), "dataset": dataset.name,
-        "data_source": dataset.source, "device": jax.devices()[0].device_kind,
-        "platform": platform.platform(), "jax_version": jax.__version__,
+        "technique": args.technique, "dataset": dataset.name, "data_source": dataset.source,
+        "device": devices.device_name(), "platform": platform.platform(),
+        "jax_version": jax.__version__,
     }
 
     def write_history(history: dict) -> None:
@@ -246,32 +213,39 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoints = Checkpoints(output_dir / artifacts.CHECKPOINTS, keep=args.keep_checkpoints)
     try:
-        with StopOnSignal() as stop:
-            history, trainer, state = fit(
+        with StopOnSignal(PROG) as stop:
+            history, model = fit(
                 config, train_split, val_split, dataset.test, log=log, checkpoints=checkpoints,
                 resume=args.resume, should_stop=stop, on_epoch=write_history)
-    except (CheckpointError, OSError) as e:  # OSError: e.g. the disk filled up mid-run
-        return fail(str(e))
+    except OSError as e:  # e.g. the disk filled up mid-run
+        return fail(PROG, str(e))
+    except jax.errors.JaxRuntimeError as e:
+        if not devices.is_out_of_memory(e):
+            raise
+        raise devices.OutOfMemory("the device ran out of memory: lower --batch-size or "
+                                  "--hidden") from None
     finally:
         checkpoints.close()
     write_history(history)
+    if history["epochs_run"]:
+        report.plot_run(history, output_dir / artifacts.CURVES)
 
     done = history["epochs_run"]
     if history["status"] == "interrupted":
-        print(f"train.py: stopped after epoch {done} of {config.epochs}; checkpoint and "
+        print(f"{PROG}: stopped after epoch {done} of {config.epochs}; checkpoint and "
               f"history in {output_dir}. Resume with:\n  {resume_command(argv)}",
               file=sys.stderr)
         return 128 + stop.signum
     if history["status"] == "diverged":
         last = f"the checkpoint of epoch {done} in {output_dir / artifacts.CHECKPOINTS}" \
             if done else "none (no epoch finished)"
-        fail(f"the loss became non-finite in epoch {history['diverged_epoch']}, so training "
-             f"stopped; the last good checkpoint is {last}. Lower --learning-rate and start "
-             "again with --overwrite")
+        fail(PROG, f"the loss became non-finite in epoch {history['diverged_epoch']}, so "
+             f"training stopped; the last good checkpoint is {last}. Lower --learning-rate "
+             "and start again with --overwrite")
         return EXIT_DIVERGED
-    artifacts.save_model(output_dir / artifacts.MODEL, config, state.params, state.batch_stats)
+    artifacts.save_model(output_dir / artifacts.MODEL, model)
     print(f"{args.technique}: test_accuracy {history['test_accuracy']:.4f} test_loss "
           f"{history['test_loss']:.4f} after {done} epochs "
-          f"({history['train_steps_per_second']:,.0f} steps/s); wrote {output_dir}/history.json "
-          f"and model.npz")
+          f"({history['train_steps_per_second']:,.0f} steps/s); wrote {output_dir}/"
+          f"{artifacts.HISTORY}, {artifacts.CURVES} and {artifacts.MODEL}")
     return 0

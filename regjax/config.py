@@ -9,9 +9,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
+# MNIST-style data: 28x28 grayscale images of 10 classes.
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Every setting of one training run, validated by `validate()`; `preset(name)` gives
+    the notebook's set-ups. Immutable: derive variants with dataclasses.replace."""
+
     # model
     model: str = "mlp"  # "mlp" (Dense stack) or "cnn" (Conv 3x3 -> MaxPool -> Dense stack)
     hidden: tuple[int, ...] = (128, 64)  # sizes of the hidden Dense layers
@@ -80,19 +87,48 @@ class Config:
         return cls(**{**fields, "hidden": tuple(fields["hidden"])})
 
 
+# The settings that may differ between models trained together in one compiled program (one
+# value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
+KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
+         "shift_range", "shear_range", "zoom_range")
+# Settings the host loop applies per model; they may differ between models too.
+HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    config: Config
+    summary: str  # one line, for --help
+    flags: str  # the flags that set what it adds
+
+
 # The notebook's set-ups. Each is the baseline MLP (Dense 128-64-10, Adam, batch 64,
-# 20 epochs, validation_split=0.2) plus what its section of the notebook adds.
-PRESETS: dict[str, Config] = {
-    "baseline": Config(),
-    "l1": Config(l1=1e-3),
-    "l2": Config(l2=1e-3),
-    "dropout": Config(dropout=0.25),
-    "batchnorm": Config(batchnorm=True),
-    "early_stopping": Config(early_stopping=True, patience=3, epochs=50),
+# 20 epochs, validation_split=0.2) plus what its section of the notebook adds. The summaries
+# are the one place these descriptions are written: --help shows them and the README's
+# techniques table is checked against them (tests/test_config.py).
+PRESETS: dict[str, Preset] = {
+    "baseline": Preset(
+        Config(), "Dense 128-64-10, Adam, batch 64, 20 epochs, last 20% of train validates",
+        "--hidden, --epochs, --batch-size, --learning-rate, --seed"),
+    "l1": Preset(Config(l1=1e-3), "baseline + l1(0.001) on the hidden kernels", "--l1"),
+    "l2": Preset(Config(l2=1e-3), "baseline + l2(0.001) on the hidden kernels", "--l2"),
+    "dropout": Preset(Config(dropout=0.25), "baseline + Dropout(0.25) after each hidden layer",
+                      "--dropout"),
+    "batchnorm": Preset(Config(batchnorm=True),
+                        "baseline + BatchNormalization after each hidden layer", "--batchnorm"),
+    "early_stopping": Preset(
+        Config(early_stopping=True, patience=3, epochs=50),
+        "baseline, up to 50 epochs, stops when val_loss stalls for 3 epochs",
+        "--early-stopping, --patience, --min-delta, --restore-best-weights"),
     # Conv2D(32, 3x3) -> MaxPool 2x2 -> Dense(128) -> Dense(10), all 60,000 training rows,
     # validated on the test split.
-    "augmentation": Config(model="cnn", hidden=(128,), augment=True, validation="test"),
-    "label_smoothing": Config(label_smoothing=0.1, validation="test"),
+    "augmentation": Preset(
+        Config(model="cnn", hidden=(128,), augment=True, validation="test"),
+        "CNN trained on randomly rotated, shifted, sheared and zoomed images, validated on test",
+        "--augment, --rotation-range, --shift-range, --shear-range, --zoom-range, --model cnn"),
+    "label_smoothing": Preset(
+        Config(label_smoothing=0.1, validation="test"),
+        "baseline with targets smoothed by 0.1, validated on test", "--label-smoothing"),
 }
 TECHNIQUES = tuple(PRESETS)
 
@@ -104,4 +140,12 @@ def preset(technique: str, **overrides) -> Config:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
             f"unknown technique {technique!r}{hint}; choose one of {', '.join(TECHNIQUES)}")
-    return dataclasses.replace(PRESETS[technique], **overrides).validate()
+    return dataclasses.replace(PRESETS[technique].config, **overrides).validate()
+
+
+def techniques_table() -> str:
+    """The techniques as a markdown table (the README shows it)."""
+    rows = [f"| `{name}` | {p.summary} | "
+            + ", ".join(f"`{flag}`" for flag in p.flags.split(", ")) + " |"
+            for name, p in PRESETS.items()]
+    return "\n".join(["| technique | what it trains | flags |", "|---|---|---|", *rows])

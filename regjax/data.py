@@ -1,5 +1,5 @@
-"""MNIST-style datasets: IDX files read with numpy, prepared TFDS directories, and the
-Keras train/validation split semantics of the original notebook.
+"""MNIST-style datasets: where they come from (an IDX directory, a prepared TFDS directory,
+Debian's package, a download) and the Keras train/validation split of the original notebook.
 
 Sources are tried in a fixed order and every failure is reported; a dataset is never
 silently replaced by another one.
@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import gzip
 import os
 import tempfile
 import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("mnist", "fashion_mnist")
-NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
+from regjax.config import IMAGE_SHAPE
+from regjax.idx import IDX_STEMS, DataError, Split, find_file, has_idx_files, read_idx_split
 
-# The four standard files of an MNIST-style dataset (each may also be gzipped).
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-IDX_STEMS = tuple(stem for stems in IDX_FILES.values() for stem in stems)
+DATASETS = ("mnist", "fashion_mnist")
 # Debian's `dataset-fashion-mnist` package installs the IDX files here.
 DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 # Where the original files are published (used only for the download source).
@@ -35,22 +27,6 @@ DOWNLOAD_URLS = {
     "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
 }
-IDX_UBYTE = 0x08
-
-
-class DataError(Exception):
-    """A dataset could not be found or one of its files is invalid."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """Images as uint8 [N, 28, 28] and integer labels [N], in file order."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,87 +37,10 @@ class Dataset:
     test: Split
 
 
-# ---------------------------------------------------------------------------- IDX files
-
-
-def _open_idx(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"{path}: cannot read IDX file ({e})") from None
-
-
-def read_idx(path: str | os.PathLike, expected_ndim: int) -> np.ndarray:
-    """Reads one IDX file of unsigned bytes (gzip or raw), checking its header and length."""
-    path = Path(path)
-    data = _open_idx(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    if data[2] != IDX_UBYTE or data[3] != expected_ndim:
-        raise DataError(
-            f"{path}: expected an IDX file of unsigned bytes with {expected_ndim} dimensions, "
-            f"found type code 0x{data[2]:02x} with {data[3]} dimensions"
-        )
-    header = 4 + 4 * expected_ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", expected_ndim, offset=4))
-    size = int(np.prod(shape))
-    if len(data) - header != size:
-        raise DataError(
-            f"{path}: header says shape {shape} ({size} bytes) but the file holds "
-            f"{len(data) - header} bytes of data (truncated or corrupt)"
-        )
-    return np.frombuffer(data, np.uint8, size, offset=header).reshape(shape)
-
-
-def _find_file(directory: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz"):
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
-def read_idx_split(directory: Path, split: str) -> Split:
-    image_stem, label_stem = IDX_FILES[split]
-    image_path, label_path = _find_file(directory, image_stem), _find_file(directory, label_stem)
-    for stem, path in ((image_stem, image_path), (label_stem, label_path)):
-        if path is None:
-            raise DataError(f"{directory}: missing {stem} (or {stem}.gz)")
-    images = read_idx(image_path, 3)
-    labels = read_idx(label_path, 1)
-    if images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{image_path}: images are {images.shape[1:]}, expected {IMAGE_SHAPE}")
-    if len(images) != len(labels):
-        raise DataError(
-            f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels"
-        )
-    if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{label_path}: label {labels.max()} is outside 0-{NUM_CLASSES - 1}")
-    return Split(images, labels.astype(np.int32))
-
-
-def has_idx_files(directory: Path) -> bool:
-    return all(_find_file(directory, stem) is not None for stem in IDX_STEMS)
-
-
 def read_idx_dataset(name: str, directory: str | os.PathLike) -> Dataset:
     directory = Path(directory)
-    return Dataset(
-        name, f"IDX files in {directory}", read_idx_split(directory, "train"),
-        read_idx_split(directory, "test"),
-    )
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Writes uint8 data as an IDX file (gzipped if the name ends in .gz)."""
-    array = np.ascontiguousarray(array, np.uint8)
-    header = bytes([0, 0, IDX_UBYTE, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    payload = header + array.tobytes()
-    if str(path).endswith(".gz"):
-        payload = gzip.compress(payload)
-    Path(path).write_bytes(payload)
+    return Dataset(name, f"IDX files in {directory}", read_idx_split(directory, "train"),
+                   read_idx_split(directory, "test"))
 
 
 # ------------------------------------------------------------------------ TFDS directories
@@ -212,7 +111,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
             return read_idx_dataset(name, directory)
         if has_tfds_dataset(name, directory):
             return read_tfds_dataset(name, directory)
-        missing = [s for s in IDX_STEMS if _find_file(directory, s) is None]
+        missing = [s for s in IDX_STEMS if find_file(directory, s) is None]
         raise DataError(
             f"{directory} holds neither the IDX files of {name} (missing: {', '.join(missing)}, "
             f"each may end in .gz) nor a prepared TFDS dataset {directory / name}"

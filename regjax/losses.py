@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from regjax.data import NUM_CLASSES
+from regjax.config import NUM_CLASSES
 
 
 def smooth_labels(one_hot: jax.Array, smoothing: float) -> jax.Array:
@@ -16,8 +16,8 @@ def smooth_labels(one_hot: jax.Array, smoothing: float) -> jax.Array:
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
     """Per-example categorical cross-entropy of softmax(logits) against integer labels with
-    smoothed one-hot targets. Computed from log_softmax, the stable equivalent of Keras'
-    clipped-probability form."""
+    smoothed one-hot targets, computed from the logits with log_softmax, as Keras does on
+    TensorFlow (the notebook's backend)."""
     targets = smooth_labels(jax.nn.one_hot(labels, NUM_CLASSES, dtype=logits.dtype), smoothing)
     return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
 

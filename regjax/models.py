@@ -3,13 +3,15 @@ kernels, zero biases) so results are comparable with the original."""
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from regjax import rng
-from regjax.config import Config
-from regjax.data import IMAGE_SHAPE, NUM_CLASSES
+from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
 
 # Keras BatchNormalization defaults (flax's epsilon is 1e-5).
 BN_MOMENTUM = 0.99
@@ -143,5 +145,21 @@ class CNN(nnx.Module):
 
 
 def make_model(config: Config) -> MLP | CNN:
-    """The model for `config`, initialised from config.seed."""
-    return {"mlp": MLP, "cnn": CNN}[config.model](config, nnx.Rngs(params=config.seed))
+    """The model for `config`, initialised from the init branch of config.seed's key tree."""
+    return {"mlp": MLP, "cnn": CNN}[config.model](
+        config, nnx.Rngs(params=rng.init_key(config.seed)))
+
+
+def weights_bytes(config: Config) -> int:
+    """Bytes of one model's parameters and batch-norm statistics (computed from shapes,
+    without allocating them)."""
+    model = nnx.eval_shape(lambda: make_model(config))
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(nnx.state(model)))
+
+
+class TrainedModel(NamedTuple):
+    """A trained network: its config and the Flax module holding its weights (call
+    `module(images, train=False)` for logits of float images in [0, 1])."""
+
+    config: Config
+    module: MLP | CNN

@@ -1,5 +1,5 @@
-"""Turning the histories of many runs into a comparison: per-group statistics, report.md,
-and the plots (curves.png, summary.png, sweep.png).
+"""Turning histories into pictures and comparisons: one run's curves.png; for many runs
+per-group statistics, report.md, and the plots (curves.png, summary.png, sweep.png).
 
 A group is the runs of one setting over several seeds (one technique, or one value of a
 swept knob). Everything here is computed from the histories alone, so a report can be
@@ -24,11 +24,21 @@ DPI = 100
 CURVES_SIZE = (12, 8)  # inches; at DPI 100 the PNG is 1200 x 800 pixels
 SUMMARY_SIZE = (8, 4.5)
 SWEEP_SIZE = (11, 4)
+RUN_SIZE = (10, 4)
+
+
+def completed(runs: list[dict]) -> list[dict]:
+    """The runs that finished with test metrics (diverged or interrupted ones have none)."""
+    return [r for r in runs if r["status"] == "completed"]
 
 
 def group_stats(runs: list[dict]) -> dict:
-    """Statistics over the seeds of one group. std is the sample standard deviation
-    (ddof=1); the generalization gap is the last epoch's train minus val accuracy."""
+    """Statistics over the completed seeds of one group (None when none completed). std is
+    the sample standard deviation (ddof=1); the generalization gap is the last epoch's train
+    minus val accuracy."""
+    runs = completed(runs)
+    if not runs:
+        return None
     test = np.array([r["test_accuracy"] for r in runs])
     gap = np.array([r["accuracy"][-1] - r["val_accuracy"][-1] for r in runs])
     return {
@@ -69,8 +79,9 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
     of the groups), and their markdown table."""
     stats = {name: group_stats(runs) for name, runs in groups.items()}
     ref = stats.get(reference)
+    ranked = sorted((n for n in stats if stats[n]), key=lambda n: -stats[n]["test_accuracy_mean"])
     rows = []
-    for name in sorted(stats, key=lambda n: -stats[n]["test_accuracy_mean"]):
+    for name in ranked:
         row = {"name": name, **stats[name], "wall_seconds": wall[name]}
         if ref is not None:
             row["vs_reference"], row["beyond_spread"] = versus(stats[name], ref)
@@ -91,6 +102,8 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
             line += (["—", "—"] if r["name"] == reference else
                      [f"{100 * r['vs_reference']:+.2f}", "yes" if r["beyond_spread"] else "no"])
         cells.append(line)
+    for name in (n for n in stats if not stats[n]):  # no seed completed: listed, unranked
+        cells.append(["—", name, "no run completed", *["—"] * (len(header) - 3)])
     return rows, markdown_table(header, cells)
 
 
@@ -147,7 +160,7 @@ def plot_summary(rows: list[dict], groups: dict[str, list[dict]], path: Path) ->
     fig, ax = plt.subplots(figsize=SUMMARY_SIZE)
     names = [r["name"] for r in rows][::-1]  # best at the top
     for y, name in enumerate(names):
-        values = 100 * np.array([r["test_accuracy"] for r in groups[name]])
+        values = 100 * np.array([r["test_accuracy"] for r in completed(groups[name])])
         ax.errorbar(values.mean(), y, xerr=values.std(ddof=1) if len(values) > 1 else 0,
                     fmt="o", color="black", capsize=4)
         ax.scatter(values, np.full(len(values), y + 0.15), s=12, alpha=0.7,
@@ -160,7 +173,9 @@ def plot_summary(rows: list[dict], groups: dict[str, list[dict]], path: Path) ->
 
 
 def plot_sweep(knob: str, rows: list[dict], path: Path) -> None:
-    """Test accuracy and generalization gap against the knob's value (mean ± std)."""
+    """Test accuracy and generalization gap against the knob's value (mean ± std); values
+    with no completed run are left out."""
+    rows = [r for r in rows if "test_accuracy_mean" in r]
     values = np.array([r["value"] for r in rows])
     fig, axes = plt.subplots(1, 2, figsize=SWEEP_SIZE)
     for ax, (mean, std, title) in zip(axes, [
@@ -174,5 +189,27 @@ def plot_sweep(knob: str, rows: list[dict], path: Path) -> None:
         ax.set_xlabel(knob)
         ax.set_title(title)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_run(history: dict, path: Path) -> None:
+    """One run's loss and accuracy per epoch, training and validation, as people plot Keras'
+    History by hand."""
+    fig, axes = plt.subplots(1, 2, figsize=RUN_SIZE)
+    epochs = np.arange(1, history["epochs_run"] + 1)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, history[key], "o-", label=f"training {key}")
+        ax.plot(epochs, history["val_" + key], "o-", label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    best = history.get("best_epoch")
+    if best:
+        axes[0].axvline(best, color="gray", ls="--", lw=1)
+    fig.suptitle(f"{history.get('technique', 'run')}: {history['status']} after "
+                 f"{history['epochs_run']} epochs")
     fig.tight_layout()
     save_figure(fig, path)

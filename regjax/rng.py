@@ -1,5 +1,18 @@
-"""Random bits for dropout masks, augmentation and shuffling: JAX's threefry, computed with
-its rounds unrolled.
+"""Randomness: the key tree of a run, written down once, and random bits (JAX's threefry,
+computed with its rounds unrolled).
+
+The key tree. Every random draw of a run comes from one branch of its seed's key; each
+branch is `fold_in(parent, branch number)`, and no key is used both as a leaf (to draw) and
+as a parent (to derive keys), nor shared between branches:
+
+    root(seed) -> init                       the model's initial weights
+               -> train -> epoch(e) -> shuffle           the epoch's order of rows
+                                    -> step(i) -> dropout   masks, per layer below it
+                                               -> augment   the affine parameters
+
+A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
+recomputed on resume, and a model trained among others (regjax.batched) draws exactly what
+it would draw alone.
 
 `bits(key, shape)` returns exactly what `jax.random.bits(key, shape)` returns for a threefry
 key (the default `jax.random.key`). JAX lowers threefry on CPU with its 20 rounds inside a
@@ -15,6 +28,43 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# Branch numbers: a child is fold_in(parent, number); siblings have different numbers.
+INIT, TRAIN = 0, 1
+SHUFFLE, STEPS = 0, 1
+DROPOUT, AUGMENT = 0, 1
+
+
+def root_key(seed) -> jax.Array:
+    """JAX's default (threefry) key for `seed`, the root of the run's key tree."""
+    return jax.random.key(seed)
+
+
+def init_key(seed) -> jax.Array:
+    return jax.random.fold_in(root_key(seed), INIT)
+
+
+def epoch_key(seed, epoch) -> jax.Array:
+    """The parent of epoch `epoch`'s keys (seed and epoch may be traced)."""
+    return jax.random.fold_in(jax.random.fold_in(root_key(seed), TRAIN), epoch)
+
+
+def shuffle_key(epoch: jax.Array) -> jax.Array:
+    return jax.random.fold_in(epoch, SHUFFLE)
+
+
+def step_key(epoch: jax.Array, step) -> jax.Array:
+    """The parent of step `step`'s keys within the epoch whose key is `epoch`."""
+    return jax.random.fold_in(jax.random.fold_in(epoch, STEPS), step)
+
+
+def dropout_key(step: jax.Array) -> jax.Array:
+    return jax.random.fold_in(step, DROPOUT)
+
+
+def augment_key(step: jax.Array) -> jax.Array:
+    return jax.random.fold_in(step, AUGMENT)
+
 
 # Threefry-2x32 (Salmon et al., 2011, "Parallel random numbers: as easy as 1, 2, 3"), as in
 # jax._src.random: five groups of four rounds, a key injection after each group.

@@ -15,7 +15,8 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
-from regjax import data
+from regjax import idx
+from regjax.config import IMAGE_SHAPE, NUM_CLASSES
 
 
 def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilder:
@@ -28,8 +29,8 @@ def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilde
             return tfds.core.DatasetInfo(
                 builder=self,
                 features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Image(shape=(*data.IMAGE_SHAPE, 1)),
-                    "label": tfds.features.ClassLabel(num_classes=data.NUM_CLASSES),
+                    "image": tfds.features.Image(shape=(*IMAGE_SHAPE, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
                 }),
                 supervised_keys=("image", "label"),
                 # Keep the files' row order: Keras' validation_split takes the last rows.
@@ -37,11 +38,11 @@ def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilde
             )
 
         def _split_generators(self, dl_manager):
-            del dl_manager  # the IDX files are local; data.download_idx_files fetches them
-            return {split: self._generate_examples(data.read_idx_split(Path(idx_dir), split))
-                    for split in data.IDX_FILES}
+            del dl_manager  # the IDX files are local; regjax.data downloads them
+            return {split: self._generate_examples(idx.read_idx_split(Path(idx_dir), split))
+                    for split in idx.IDX_FILES}
 
-        def _generate_examples(self, split: data.Split):
+        def _generate_examples(self, split: idx.Split):
             for i, (image, label) in enumerate(zip(split.images, split.labels)):
                 yield i, {"image": PIL.Image.fromarray(np.asarray(image)), "label": int(label)}
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Train one regularization technique; see `python scripts/train.py --help`."""
+"""`python -m regjax train`, as a script; see `python scripts/train.py --help`."""
 
 import sys
 
-from regjax.cli import main
+from regjax.__main__ import train
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(train())

@@ -1,73 +1,111 @@
-"""Many models in one program (one at a time or vmapped): each equals its single run;
-per-model early stopping; the comparison report agrees with its histories; plots are valid
-PNGs; progress display."""
+"""Many models in one program (one at a time or vmapped): each model draws exactly its single
+run's randomness, follows its single run, and stops early on its own."""
 
-import io
-import json
-import re
-import struct
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from regjax import data, report
-from regjax.batched import fit_batched, shared_structure
-from regjax.compare import compare_main, sweep_main
+import regjax
+from regjax import augment, rng, step
+from regjax.batched import fit_batched, over_models, shared_structure
 from regjax.config import preset
-from regjax.progress import Progress
-from regjax.train import fit
+from tests.helpers import quiet
 
-KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-@pytest.fixture(scope="module")
-def small(fashion):
-    train = data.Split(fashion.train.images[:1500], fashion.train.labels[:1500])
-    val = data.Split(fashion.train.images[-500:], fashion.train.labels[-500:])
-    test = data.Split(fashion.test.images[:500], fashion.test.labels[:500])
-    return train, val, test
-
-
-def assert_same_history(batched, single):
-    assert batched["epochs_run"] == single["epochs_run"]
-    assert batched["stopped_early"] == single["stopped_early"]
-    assert batched["best_epoch"] == single["best_epoch"]
-    for key in KEYS:
-        # Batched matrix products may round differently: equal up to float32 rounding.
-        np.testing.assert_allclose(batched[key], single[key], rtol=2e-5, atol=2e-6, err_msg=key)
-    assert batched["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=2e-3)
-
-
-# seeds, and every knob that may differ between models of one program
+# Every knob that may differ between models of one program, all from seed 0 (so what tells
+# the models apart is their knobs), plus one model of another seed.
 MIXED_KNOBS = [
-    preset("dropout", seed=0, epochs=2), preset("dropout", seed=1, dropout=0.5, epochs=2),
-    preset("dropout", seed=2, dropout=0.0, l2=1e-3, epochs=2),
-    preset("dropout", seed=3, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3, epochs=2)]
+    preset("dropout", seed=0, epochs=2), preset("dropout", seed=0, dropout=0.5, epochs=2),
+    preset("dropout", seed=0, dropout=0.0, l2=1e-3, epochs=2),
+    preset("dropout", seed=0, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3, epochs=2),
+    preset("dropout", seed=1, epochs=2)]
+WIDTHS = [None, 1, 2]  # all vmapped at once, one at a time (lax.map), in pairs
+
+
+def draws(config, knobs, epoch, n, step_index=0):
+    """What a model draws in one epoch: its order of rows, the dropout mask of a step's first
+    layer and that step's augmentation parameters."""
+    epoch_key = rng.epoch_key(knobs.seed, epoch)
+    rows, _ = step.epoch_batches(rng.shuffle_key(epoch_key), n, config.batch_size)
+    step_key = rng.step_key(epoch_key, step_index)
+    mask = rng.bernoulli(jax.random.fold_in(rng.dropout_key(step_key), 0), 1 - knobs.dropout,
+                         (config.batch_size, config.hidden[0]))
+    affine = augment.sample_affine_params(
+        rng.augment_key(step_key), config.batch_size, 28, 28,
+        rotation_range=knobs.rotation_range, shift_range=knobs.shift_range,
+        shear_range=knobs.shear_range, zoom_range=knobs.zoom_range)
+    return rows, mask, affine
+
+
+@pytest.mark.parametrize("width", WIDTHS, ids=["vmap", "one-at-a-time", "pairs"])
+def test_each_model_draws_exactly_its_single_runs_randomness(width):
+    """Exact, on any device: random bits are integer arithmetic (regjax.rng), so a model
+    among others must draw bit for bit what it draws alone."""
+    configs = [*MIXED_KNOBS, preset("augmentation", seed=3, rotation_range=30.0)]
+    structure = MIXED_KNOBS[0]  # batch size and layer width: the same for all
+    alone = jax.jit(lambda k, e: draws(structure, k, e, 1000))
+    together = jax.jit(lambda k, e: over_models(lambda m: draws(structure, m, e, 1000), k,
+                                                 width))
+    for epoch in (0, 1):
+        batched = together(step.Knobs.of(configs), epoch)
+        for i, config in enumerate(configs):
+            single = alone(step.Knobs.of(config), epoch)
+            for ours, theirs in zip(jax.tree.leaves(batched), jax.tree.leaves(single)):
+                np.testing.assert_array_equal(ours[i], theirs)
+
+
+def relative_distance(a, b):
+    """Largest relative difference over the per-epoch loss and val_loss of two histories,
+    epoch by epoch: an array [epochs]."""
+    return np.max([np.abs(np.subtract(a[k], b[k])) / np.abs(b[k])
+                   for k in ("loss", "val_loss")], axis=0)
+
+
+# Why these tolerances. A model in the batched program runs the same operations as its single
+# run, but XLA compiles the two programs separately and may sum matrix products in another
+# order (other tiling, threads, vector width: AVX2 and AVX-512 CPUs differ, GPUs more). In
+# float32 that changes a product of length n by up to ~n * 6e-8 relative (784 inputs: ~5e-5)
+# and typically far less; training then amplifies the difference step by step (an L1 weight
+# crossing zero flips its gradient). Measured: epoch 1 within 2e-5 everywhere tried, epoch 2 up
+# to 2.8e-4 (an AVX-512 CPU, with L1). So: epoch 1 within 1e-4, later epochs within 1e-3.
+# To keep the comparison strict, every model must also be at least ten times further from
+# every other model's single run than the tolerance: a mixed-up seed or knob cannot hide in it.
+TOLERANCE = np.array([1e-4, 1e-3])
+
+
+def assert_batched_equal_single_runs(small, configs, vmap_width):
+    train, val, test = small
+    batched = fit_batched(configs, train, val, test, vmap_width=vmap_width)
+    singles = [regjax.fit(c, train, val, test, log=quiet)[0] for c in configs]
+    for k, (history, single) in enumerate(zip(batched, singles)):
+        assert (history["epochs_run"], history["stopped_early"], history["best_epoch"]) == (
+            single["epochs_run"], single["stopped_early"], single["best_epoch"])
+        epochs = single["epochs_run"]
+        tolerance = TOLERANCE[np.minimum(np.arange(epochs), 1)]
+        assert np.all(relative_distance(history, single) <= tolerance), (k, history, single)
+        for j, other in enumerate(singles):
+            if j != k:
+                assert np.max(relative_distance(other, single)) >= 10 * TOLERANCE.max(), (j, k)
+        # 500 test rows: a rounding difference may move a borderline row or two.
+        assert history["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=2e-3)
 
 
 @pytest.mark.parametrize("configs", [
     MIXED_KNOBS,
     [preset("batchnorm", seed=s, epochs=2) for s in (0, 5)],
     [preset("augmentation", seed=0, epochs=1, hidden=(16,)),
-     preset("augmentation", seed=1, epochs=1, hidden=(16,), rotation_range=30.0, zoom_range=0.0)],
+     preset("augmentation", seed=0, epochs=1, hidden=(16,), rotation_range=30.0,
+            zoom_range=0.0)],
 ], ids=["mlp-knobs", "batchnorm", "cnn-augmentation"])
-def test_each_batched_model_equals_its_single_run(small, configs):
+def test_each_batched_model_follows_its_single_run(small, configs):
     assert_batched_equal_single_runs(small, configs, vmap_width=None)
 
 
 @pytest.mark.parametrize("vmap_width", [2, len(MIXED_KNOBS)], ids=["pairs", "all"])
-def test_vmapped_models_equal_their_single_runs_too(small, vmap_width):
+def test_vmapped_models_follow_their_single_runs_too(small, vmap_width):
     # The default on a CPU trains a device's models one after another; vmapped (in pairs,
     # or all of a device's models at once) they must give the same histories.
     assert_batched_equal_single_runs(small, MIXED_KNOBS, vmap_width)
-
-
-def assert_batched_equal_single_runs(small, configs, vmap_width):
-    train, val, test = small
-    batched, _ = fit_batched(configs, train, val, test, vmap_width=vmap_width)
-    for config, history in zip(configs, batched):
-        single, _, _ = fit(config, train, val, test, log=lambda _: None)
-        assert_same_history(history, single)
 
 
 @pytest.mark.parametrize("vmap_width", [1, 3], ids=["one-at-a-time", "vmapped"])
@@ -77,95 +115,26 @@ def test_early_stopping_is_per_model(small, vmap_width):
                preset("early_stopping", seed=1, epochs=8, patience=2, min_delta=0.05,
                       restore_best_weights=True),
                preset("baseline", seed=2, epochs=5)]
-    batched, _ = fit_batched(configs, train, val, test, vmap_width=vmap_width)
-    singles = [fit(c, train, val, test, log=lambda _: None)[0] for c in configs]
+    batched = fit_batched(configs, train, val, test, vmap_width=vmap_width)
+    singles = [regjax.fit(c, train, val, test, log=quiet)[0] for c in configs]
     assert [h["epochs_run"] for h in singles] == [h["epochs_run"] for h in batched]
     assert singles[0]["stopped_early"] and singles[0]["epochs_run"] < 8  # the test bites
     assert len({h["epochs_run"] for h in singles}) > 1  # models end at different epochs
     for history, single in zip(batched, singles):
-        assert_same_history(history, single)
+        assert history["best_epoch"] == single["best_epoch"]
+        np.testing.assert_allclose(history["val_loss"], single["val_loss"], rtol=1e-3)
+        assert history["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=2e-3)
+
+
+def test_a_diverging_model_does_not_stop_the_others(small):
+    train, val, test = small
+    histories = fit_batched([preset("baseline", epochs=2), preset("baseline", epochs=2,
+                                                                  learning_rate=1e8)],
+                            train, val, test)
+    assert histories[0]["status"] == "completed" and histories[0]["epochs_run"] == 2
+    assert histories[1]["status"] == "diverged" and "test_accuracy" not in histories[1]
 
 
 def test_models_that_differ_in_structure_are_refused():
     with pytest.raises(ValueError, match="must share 'batchnorm'"):
         shared_structure([preset("baseline"), preset("batchnorm")])
-
-
-def png_size(path):
-    raw = path.read_bytes()
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
-    assert raw.rstrip(b"\x00")[-8:-4] == b"IEND"
-    return struct.unpack(">II", raw[16:24])
-
-
-def table_rows(markdown):
-    """The data rows of the first markdown table: {setting: [cells]}."""
-    rows = [l.strip("|").split("|") for l in markdown.splitlines() if l.startswith("| ")]
-    return {cells[1].strip(): [c.strip() for c in cells] for cells in rows[1:]}
-
-
-def test_compare_report_matches_its_histories_and_writes_plots(tmp_path, tiny_idx_dir):
-    out = tmp_path / "compare"
-    code = compare_main(["--techniques", "baseline,l2,dropout", "--seeds", "3", "--epochs", "2",
-                         "--data-dir", str(tiny_idx_dir), "--output-dir", str(out), "--quiet"])
-    assert code == 0
-    results = json.loads((out / "results.json").read_text())
-    rows = table_rows((out / "report.md").read_text())
-    assert set(rows) == {"baseline", "l2", "dropout"}
-    means = {}
-    for name, group in results["groups"].items():
-        runs = group["runs"]
-        assert [r["config"]["seed"] for r in runs] == [0, 1, 2]
-        test = np.array([r["test_accuracy"] for r in runs])
-        gap = np.array([r["accuracy"][-1] - r["val_accuracy"][-1] for r in runs])
-        best_val = np.mean([max(r["val_accuracy"]) for r in runs])
-        means[name] = test.mean()
-        cells = rows[name]
-        assert cells[2] == f"{100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f}"
-        assert cells[3] == f"{100 * test.min():.2f}–{100 * test.max():.2f}"
-        assert cells[4] == f"{100 * best_val:.2f}"
-        assert cells[5].startswith(f"{100 * gap.mean():.2f} ±")
-    # Ranked by mean test accuracy, with the difference to baseline.
-    ranked = sorted(means, key=lambda n: -means[n])
-    assert [rows[n][0] for n in ranked] == ["1", "2", "3"]
-    assert rows["l2"][8] == f"{100 * (means['l2'] - means['baseline']):+.2f}"
-    assert png_size(out / "curves.png") == tuple(int(report.DPI * x) for x in report.CURVES_SIZE)
-    assert png_size(out / "summary.png") == tuple(int(report.DPI * x) for x in report.SUMMARY_SIZE)
-    # A second run refuses to overwrite the report unless told to.
-    assert pytest.raises(SystemExit, compare_main, ["--output-dir", str(out), "--seeds", "1",
-                                                    "--data-dir", str(tiny_idx_dir)]).value.code == 1
-
-
-def test_sweep_trains_every_value_and_seed(tmp_path, tiny_idx_dir):
-    out = tmp_path / "sweep"
-    code = sweep_main(["--technique", "dropout", "--values", "0,0.5", "--seeds", "2",
-                       "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--output-dir",
-                       str(out), "--quiet"])
-    assert code == 0
-    results = json.loads((out / "results.json").read_text())
-    groups = results["groups"]
-    assert list(groups) == ["dropout=0", "dropout=0.5"]
-    for value, name in ((0.0, "dropout=0"), (0.5, "dropout=0.5")):
-        assert [(r["config"]["dropout"], r["config"]["seed"]) for r in groups[name]["runs"]] == [
-            (value, 0), (value, 1)]
-    lines = (out / "report.md").read_text().splitlines()
-    for name, value in (("dropout=0", "0"), ("dropout=0.5", "0.5")):
-        test = np.array([r["test_accuracy"] for r in groups[name]["runs"]])
-        assert f"| {value} | {100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f} |" in "\n".join(lines)
-    assert png_size(out / "sweep.png") == tuple(int(report.DPI * x) for x in report.SWEEP_SIZE)
-
-
-def test_progress_draws_on_a_terminal_only():
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    shown, hidden = Terminal(), io.StringIO()
-    for stream in (shown, hidden):
-        progress = Progress(4, stream=stream)
-        progress.advance(1, "dropout")
-        progress.advance(3, "dropout")
-        progress.close()
-    assert hidden.getvalue() == ""
-    assert "dropout  [1/4 epochs]" in shown.getvalue()
-    assert re.search(r"\[4/4 epochs\]  elapsed 0:00:\d\d  remaining 0:00:00", shown.getvalue())

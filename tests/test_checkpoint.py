@@ -14,13 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from regjax import artifacts, data
+from flax import nnx
+
+import regjax
+from regjax import artifacts, step, training
 from regjax.checkpoint import CheckpointError, Checkpoints
 from regjax.config import preset
-from regjax.train import Trainer, fit
-from tests.conftest import FASHION_DIR
+from regjax.models import TrainedModel
+from tests.helpers import FASHION_DIR, ROOT, one_line_error, quiet, script
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "train.py")
+SCRIPT = str(ROOT / "scripts" / "train.py")
 # Every kind of state a checkpoint carries: parameters, Adam's moments, batch-norm statistics,
 # dropout keys, early-stopping counters and the best weights. Batch 16 makes an epoch long
 # enough (3,000 steps; ~0.1 s on an H200) that a kill or signal sent as an epoch's line appears
@@ -125,39 +128,31 @@ def test_keeps_the_newest_checkpoints_plus_the_best(tmp_path):
     assert checkpoints.record(4) == {"epoch": 4}
 
 
-@pytest.fixture(scope="module")
-def small(fashion):
-    train = data.Split(fashion.train.images[:2000], fashion.train.labels[:2000])
-    val = data.Split(fashion.train.images[-500:], fashion.train.labels[-500:])
-    return train, val
-
-
 def test_a_diverging_epoch_is_never_saved_over_a_good_checkpoint(tmp_path, small, monkeypatch):
     # Fault injection: from the second epoch on, the epoch's parameters become NaN.
-    original = Trainer._epoch
-
-    def poisoned(self, state, images, labels, epoch, num_steps=None):
-        state, metrics = original(self, state, images, labels, epoch, num_steps)
+    def poisoned(program, state, images, labels, epoch, knobs, num_steps=None):
+        state, metrics = step.train_epoch(program, state, images, labels, epoch, knobs)
         scale = jnp.where(epoch >= 1, jnp.nan, 1.0)
         return state._replace(params=jax.tree.map(lambda p: p * scale, state.params)), metrics
 
-    monkeypatch.setattr(Trainer, "_epoch", poisoned)
+    monkeypatch.setattr(training, "_train_epoch", jax.jit(
+        poisoned, static_argnums=0, static_argnames="num_steps", donate_argnums=1))
     config = preset("baseline", epochs=4)
     checkpoints = Checkpoints(tmp_path)
-    history, trainer, _ = fit(config, *small, log=lambda _: None, checkpoints=checkpoints)
+    history, _ = regjax.fit(config, *small[:2], log=quiet, checkpoints=checkpoints)
     assert history["status"] == "diverged" and history["diverged_epoch"] == 2
     assert history["epochs_run"] == 1 and all(map(math.isfinite, history["val_loss"]))
     assert checkpoints.all_epochs() == [1]
-    state = trainer.init_state()
+    program, state = step.make_program(config)
     saved = checkpoints.arrays(1, {"state": state})["state"]
     assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(saved.params))
-    assert trainer.evaluate(saved, *map(jnp.asarray, (small[1].images, small[1].labels)))[
-        "loss"] == pytest.approx(history["val_loss"][0], rel=1e-6)
+    model = TrainedModel(config, nnx.merge(program.graphdef, saved.params, saved.batch_stats))
+    assert regjax.evaluate(model, small[1])["loss"] == pytest.approx(history["val_loss"][0],
+                                                                     rel=1e-6)
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+    return script("train", *args)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, tiny_idx_dir):
@@ -187,56 +182,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, tiny_idx_dir):
     checkpoints.save(1, {"state": {"w": jnp.zeros(3)}}, {}, 0.0)
     checkpoints.wait()
     with pytest.raises(CheckpointError, match="does not fit this model"):
-        checkpoints.arrays(1, {"state": Trainer(preset("baseline")).init_state()})
-
-
-def test_output_directory_safety(tmp_path, tiny_idx_dir):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out)
-    assert result.returncode == 1 and "is not empty (notes.txt)" in result.stderr
-    assert "--resume" in result.stderr and "--overwrite" in result.stderr
-    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out, "--resume")
-    assert result.returncode == 1 and "nothing to resume" in result.stderr
-    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out,
-                     "--overwrite")
-    assert result.returncode == 0, result.stderr
-    assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only regjax's files
-    (out / "file").write_text("")
-    result = run_cli("--data-dir", tiny_idx_dir, "--output-dir", out / "file")
-    assert result.returncode == 1 and "is not a directory" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-
-
-def test_a_full_disk_is_detected_before_training(tmp_path, monkeypatch):
-    needed = artifacts.run_bytes(preset("augmentation"), 2)
-    assert needed > 4 * 4 * 692_000  # CNN: 692k weights, with Adam's two moments
-    monkeypatch.setattr(artifacts.shutil, "disk_usage",
-                        lambda _: types.SimpleNamespace(free=needed - 1))
-    with pytest.raises(artifacts.OutputDirError, match="MB free; this run needs about"):
-        artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
-                                     needed_bytes=needed)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only directory")
-def test_an_unwritable_directory_is_detected_before_training(tmp_path):
-    tmp_path.chmod(0o500)
-    try:
-        with pytest.raises(artifacts.OutputDirError, match="cannot write to output directory"):
-            artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
-                                         needed_bytes=0)
-    finally:
-        tmp_path.chmod(0o700)
-
-
-@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs a read-only /sys")
-def test_an_uncreatable_directory_is_a_one_line_error(tiny_idx_dir):
-    # /sys refuses new directories even to root.
-    result = run_cli("--data-dir", tiny_idx_dir, "--output-dir", "/sys/regjax-run")
-    assert result.returncode == 1, result.stderr
-    assert "cannot write to output directory /sys/regjax-run" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        checkpoints.arrays(1, {"state": step.make_program(preset("baseline"))[1]})
 
 
 def test_a_failing_checkpoint_write_stops_training_with_a_clear_error(tmp_path, small):
@@ -247,4 +193,21 @@ def test_a_failing_checkpoint_write_stops_training_with_a_clear_error(tmp_path, 
 
     checkpoints._manager.save = disk_full
     with pytest.raises(CheckpointError, match="writing a checkpoint failed .*No space left"):
-        fit(preset("baseline", epochs=3), *small, log=lambda _: None, checkpoints=checkpoints)
+        regjax.fit(preset("baseline", epochs=3), *small[:2], log=quiet, checkpoints=checkpoints)
+
+
+def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, tiny_idx_dir):
+    out = tmp_path / "run"
+    flags = ["--technique", "dropout", "--epochs", 4, "--data-dir", tiny_idx_dir,
+             "--keep-checkpoints", 3, "--output-dir", out]
+    assert run_cli(*flags).returncode == 0
+    finished = outcome(out)
+    newest = out / artifacts.CHECKPOINTS / "4"
+    for path in [*(newest / "arrays").rglob("*"), *(newest / "record").rglob("*")]:
+        if path.is_file():  # the arrays and record of epoch 4 damaged on disk
+            path.write_bytes(b"")
+    result = run_cli(*flags, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "the checkpoint of epoch 4 is damaged" in result.stdout
+    assert "resuming from the checkpoint of epoch 3" in result.stdout
+    assert_same_run(out, finished)  # epoch 4 trained again: the same run, bit for bit

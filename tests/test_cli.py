@@ -3,23 +3,17 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import jax
-import numpy as np
 import pytest
 
-from regjax import artifacts, data
-from regjax.config import Config
-from regjax.train import Trainer, TrainState, to_device
-from flax import nnx
-
-SCRIPT = Path(__file__).parents[1] / "scripts" / "train.py"
+import regjax
+from regjax import data, report
+from regjax.config import PRESETS, Config
+from tests.helpers import ROOT, one_line_error, script
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return script("train", *args, cwd=cwd)
 
 
 @pytest.mark.parametrize("technique", ["l2", "batchnorm", "augmentation"])
@@ -36,14 +30,17 @@ def test_train_writes_history_and_a_model_that_loads_back(tmp_path, tiny_idx_dir
     assert history["config"]["epochs"] == 2 and history["stopped_early"] is False
     assert history["train_steps_per_second"] > 0
     # The saved model reproduces the reported test metrics.
-    config, model = artifacts.load_model(out / "model.npz")
-    assert config == Config.from_dict(history["config"])
-    trainer = Trainer(config)
-    _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    model = regjax.load_model(out / "model.npz")
+    assert model.config == Config.from_dict(history["config"])
     dataset = data.read_idx_dataset("fashion_mnist", tiny_idx_dir)
-    result = trainer.evaluate(TrainState(params, stats, None), *to_device(dataset.test))
+    result = regjax.evaluate(model, dataset.test)
     assert result["accuracy"] == pytest.approx(history["test_accuracy"], abs=1e-9)
     assert result["loss"] == pytest.approx(history["test_loss"], rel=1e-5)
+    # curves.png: the run's loss and accuracy per epoch.
+    raw = (out / "curves.png").read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    assert tuple(int.from_bytes(raw[i:i + 4], "big") for i in (16, 20)) == tuple(
+        int(report.DPI * x) for x in report.RUN_SIZE)
 
 
 def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
@@ -92,15 +89,27 @@ def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
 ])
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
     result = run(*args, "--output-dir", tmp_path / "out", "--no-download")
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    assert one_line_error(result, message), result.stderr
 
 
-def test_help_lists_every_technique():
+def test_help_lists_every_technique_with_its_summary():
     result = run("--help")
     assert result.returncode == 0
-    for technique in ("baseline", "l1", "l2", "dropout", "batchnorm", "early_stopping",
-                      "augmentation", "label_smoothing"):
-        assert technique in result.stdout
+    for name, p in PRESETS.items():
+        assert f"  {name}" in result.stdout and p.summary in " ".join(result.stdout.split())
+
+
+def test_a_huge_model_is_a_one_line_error(tmp_path, tiny_idx_dir):
+    result = run("--hidden", "1000000000", "--data-dir", tiny_idx_dir, "--output-dir",
+                 tmp_path / "out")
+    assert one_line_error(result, "lower --hidden"), result.stderr
+
+
+def test_the_commands_run_as_a_module_too():
+    for command in ("train", "compare", "sweep"):
+        result = subprocess.run([sys.executable, "-m", "regjax", command, "--help"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 0 and f"usage: {command}.py" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "regjax", "fit"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "unknown command 'fit'" in result.stderr

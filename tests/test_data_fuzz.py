@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regjax import data
-from tests.conftest import write_idx_dir
+from tests.helpers import write_idx_dir
 
 EXAMPLES = 200  # per test; two tests: 400 corrupted files in all
 

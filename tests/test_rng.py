@@ -35,3 +35,36 @@ def test_bits_are_exact_under_vmap():
 def test_too_many_values_at_once_is_refused():
     with pytest.raises(ValueError, match="at most 2\\*\\*32"):
         rng.bits(jax.random.key(0), (2**16, 2**16))
+
+
+def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1)):
+    """Every key a run derives, as (leaves, parents) of key data, through regjax.rng's
+    branch functions and the way the model and augmentation use their keys."""
+    leaves, parents = [], []
+    for seed in seeds:
+        parents.append(rng.root_key(seed))
+        leaves.append(rng.init_key(seed))
+        for e in epochs:
+            epoch = rng.epoch_key(seed, e)
+            parents.append(epoch)
+            leaves.append(rng.shuffle_key(epoch))
+            for i in steps:
+                step = rng.step_key(epoch, i)
+                dropout, augment = rng.dropout_key(step), rng.augment_key(step)
+                parents += [step, dropout, augment]
+                leaves += [jax.random.fold_in(dropout, layer) for layer in layers]
+                leaves += list(jax.random.split(augment, 6))  # augment.sample_affine_params
+    data = lambda keys: [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys]
+    return data(leaves), data(parents)
+
+
+def test_the_key_tree_never_reuses_a_key():
+    """No key is drawn from twice, none is both drawn from and derived from, and the model's
+    initialisation shares no key with training (it once equalled epoch 0's key)."""
+    leaves, parents = tree_keys()
+    assert len(set(leaves)) == len(leaves)
+    assert len(set(parents)) == len(parents)
+    assert not set(leaves) & set(parents)
+    init = {tuple(np.asarray(jax.random.key_data(rng.init_key(s))).tolist()) for s in (0, 1)}
+    assert init.isdisjoint({tuple(np.asarray(jax.random.key_data(rng.epoch_key(s, e))).tolist())
+                            for s in (0, 1) for e in range(3)})

@@ -1,4 +1,5 @@
-"""Dropout, batch norm, the CNN's convolution and pooling against independent computations."""
+"""The models: dropout, batch norm, the CNN's convolution and pooling against independent
+computations; Keras' initialisers."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ from flax import nnx
 
 from regjax import config as cfg
 from regjax.models import BN_EPSILON, BN_MOMENTUM, conv3x3_relu_maxpool, make_model
-from regjax.train import Trainer
+from regjax import step
 
 
 def inputs(n=32, seed=0):
@@ -49,11 +50,17 @@ def test_dropout_mask_changes_with_the_key_and_repeats_with_it():
 def test_every_step_draws_a_fresh_dropout_mask(rate):
     """Two steps on identical batches, with a learning rate too small to change anything,
     have different losses exactly when dropout draws a new mask each step."""
-    t = Trainer(cfg.Config(hidden=(256,), dropout=rate, learning_rate=1e-12))
+    config = cfg.Config(hidden=(256,), dropout=rate, learning_rate=1e-12)
+    program, state = step.make_program(config)
     image = jax.random.randint(jax.random.key(0), (1, 28, 28), 0, 256, jnp.uint8)
     images, labels = jnp.tile(image, (128, 1, 1)), jnp.full(128, 3, jnp.int32)
-    first = t.train_epoch(t.init_state(), images, labels, 0, num_steps=1)[1]["loss"]
-    both = t.train_epoch(t.init_state(), images, labels, 0, num_steps=2)[1]["loss"]
+
+    def loss(num_steps):
+        _, metrics = step.train_epoch(program, state, images, labels, 0,
+                                      step.Knobs.of(config), num_steps)
+        return step.per_model(metrics)[0]["loss"]
+
+    first, both = loss(1), loss(2)
     second = 2 * both - first  # both is the mean over the two steps' rows
     if rate:
         assert abs(second - first) > 1e-3

@@ -1,0 +1,132 @@
+"""One run's record: the per-epoch metrics, Keras' early-stopping rule, the best epoch,
+divergence and the run's status. It owns the schema of history.json (and of each run in a
+comparison's results.json), and what a checkpoint stores to continue the record exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from regjax.config import Config
+
+EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+# status: "running" while training; then "completed" (all epochs, or stopped early),
+# "interrupted" (asked to stop between epochs) or "diverged" (a non-finite loss).
+STATUSES = ("running", "completed", "interrupted", "diverged")
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """Keras' EarlyStopping(monitor='val_loss') rule.
+
+    `wait` counts epochs without an improvement larger than min_delta; training stops when
+    wait >= patience (and never after the first epoch). Stopping happens one epoch earlier
+    than with flax.training.early_stopping for the same patience.
+    """
+
+    patience: int
+    min_delta: float = 0.0
+    best: float = math.inf
+    best_epoch: int = -1  # 0-based
+    wait: int = 0
+
+    def update(self, epoch: int, value: float) -> tuple[bool, bool]:
+        """Records `value` for `epoch` (0-based); returns (improved, should_stop)."""
+        self.wait += 1
+        if value + self.min_delta < self.best:  # a decrease by more than min_delta
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True, False
+        return False, self.wait >= self.patience and epoch > 0
+
+
+class Observation(NamedTuple):
+    improved: bool  # val_loss improved (early stopping's sense): the best weights change
+    done: bool  # the run trains no further epoch (stopped early, last epoch, or diverged)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    config: Config
+    steps_per_epoch: int
+    epochs: dict[str, list] = dataclasses.field(
+        default_factory=lambda: {key: [] for key in EPOCH_KEYS})
+    stopper: EarlyStopping | None = None
+    status: str = "running"
+    stopped_early: bool = False
+    diverged_epoch: int | None = None  # 1-based, never recorded in `epochs`
+    compile_seconds: float | None = None
+    test: dict | None = None  # {"loss", "accuracy"}
+
+    @classmethod
+    def new(cls, config: Config, steps_per_epoch: int) -> "RunRecord":
+        stopper = EarlyStopping(config.patience, config.min_delta) \
+            if config.early_stopping else None
+        return cls(config, steps_per_epoch, stopper=stopper)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epochs["loss"])
+
+    @property
+    def keeps_best(self) -> bool:
+        return self.config.early_stopping and self.config.restore_best_weights
+
+    @property
+    def best_epoch(self) -> int | None:
+        """1-based epoch of the lowest val_loss, tracked when early stopping is on."""
+        return None if self.stopper is None else self.stopper.best_epoch + 1
+
+    def observe(self, train: dict, val: dict, seconds: float) -> Observation:
+        """Takes one epoch's training and validation metrics. A non-finite loss ends the
+        run as diverged, and that epoch is not recorded."""
+        if not (math.isfinite(train["loss"]) and math.isfinite(val["loss"])):
+            self.status, self.diverged_epoch = "diverged", self.epochs_run + 1
+            return Observation(False, True)
+        for key, value in (*train.items(), *(("val_" + k, v) for k, v in val.items()),
+                           ("epoch_seconds", seconds)):
+            self.epochs[key].append(value)
+        improved = False
+        if self.stopper is not None:
+            improved, self.stopped_early = self.stopper.update(self.epochs_run - 1, val["loss"])
+        return Observation(improved, self.stopped_early or self.epochs_run == self.config.epochs)
+
+    def finish(self, interrupted: bool) -> None:
+        """Ends a run still running: interrupted, or completed."""
+        if self.status == "running":
+            self.status = "interrupted" if interrupted else "completed"
+
+    def summary(self) -> dict:
+        """The run as history.json holds it."""
+        seconds = self.epochs["epoch_seconds"]
+        steps = self.steps_per_epoch
+        return {
+            "status": self.status, "config": self.config.to_dict(), **self.epochs,
+            "epochs_run": self.epochs_run, "stopped_early": self.stopped_early,
+            "best_epoch": self.best_epoch, "compile_seconds": self.compile_seconds,
+            "steps_per_epoch": steps,
+            # The first epoch is left out when there are others: it warms caches.
+            "train_steps_per_second":
+                float(np.median([steps / s for s in (seconds[1:] or seconds)]))
+                if seconds else None,
+            **({"diverged_epoch": self.diverged_epoch} if self.diverged_epoch else {}),
+            **({"test_loss": self.test["loss"], "test_accuracy": self.test["accuracy"]}
+               if self.test else {}),
+        }
+
+    def checkpoint(self) -> dict:
+        """What a checkpoint stores to continue this record exactly (JSON)."""
+        return {"epochs": self.epochs, "status": self.status,
+                "stopped_early": self.stopped_early, "diverged_epoch": self.diverged_epoch,
+                "early_stopping": None if self.stopper is None else
+                dataclasses.asdict(self.stopper)}
+
+    @classmethod
+    def from_checkpoint(cls, config: Config, steps_per_epoch: int, saved: dict) -> "RunRecord":
+        stopper = saved["early_stopping"]
+        return cls(config, steps_per_epoch, epochs=saved["epochs"], status=saved["status"],
+                   stopped_early=saved["stopped_early"], diverged_epoch=saved["diverged_epoch"],
+                   stopper=None if stopper is None else EarlyStopping(**stopper))

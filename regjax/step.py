@@ -1,0 +1,216 @@
+"""The compiled program: pure functions of a model's state, the data and the knobs.
+
+`loss`, `train_step`, `train_epoch` and `evaluate` are plain functions; the host loops
+(regjax.training for one model, regjax.batched for many) jit them, a batched run maps them over a
+model axis. Their first argument, a `Program`, is static: the model's graph and the config
+that decides which layers and loss terms exist. Everything that may differ between models
+trained together (seed, penalties, dropout rate, smoothing, learning rate, augmentation
+ranges) comes in as `Knobs`, always passed explicitly.
+
+The whole dataset sits on the device as uint8. One call of `train_epoch` draws the epoch's
+permutation, gathers each batch by index, normalises and augments it and takes the optimizer
+step, all under `lax.scan`. The partial last batch is padded to full size and masked, so
+shapes never change and no row is dropped or repeated. Keys come from regjax.rng's key tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from regjax import augment, rng
+from regjax.config import KNOBS, Config
+from regjax.losses import cross_entropy, weight_penalty
+from regjax.models import make_model
+from regjax.optim import AdamState, adam_init, adam_update
+
+EVAL_CHUNK = 2000  # rows per evaluation chunk (fixed, so any split size compiles once)
+
+
+class TrainState(NamedTuple):
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: AdamState
+
+
+class Knobs(NamedTuple):
+    """The settings that may differ between models trained together (config.KNOBS), as
+    arrays: scalars for one model, one value per model along a leading axis for many."""
+
+    seed: Any
+    l1: Any
+    l2: Any
+    dropout: Any
+    label_smoothing: Any
+    learning_rate: Any
+    rotation_range: Any
+    shift_range: Any
+    shear_range: Any
+    zoom_range: Any
+
+    @classmethod
+    def of(cls, configs: Config | list[Config]) -> "Knobs":
+        """One config's knobs as scalars, or a list's stacked along a leading model axis."""
+        many = isinstance(configs, list)
+        values = configs if many else [configs]
+        stacked = cls(*(np.asarray([getattr(c, name) for c in values],
+                                   np.int32 if name == "seed" else np.float32)
+                        for name in cls._fields))
+        return stacked if many else jax.tree.map(lambda a: a[0], stacked)
+
+
+assert Knobs._fields == KNOBS
+
+
+class Metrics(NamedTuple):
+    """Sums over examples; divided by `count` on the host (per_model)."""
+
+    loss: jax.Array  # per-example (cross-entropy + penalty), summed
+    correct: jax.Array
+    count: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """What a compiled program is built for: the model's graph and the config whose
+    structure it has. The config's knob values only decide which terms exist (a dropout
+    rate or penalty above zero adds that layer or term); the values used come from Knobs."""
+
+    config: Config
+    graphdef: Any
+
+
+def make_program(config: Config) -> tuple[Program, TrainState]:
+    """The program for `config` and the initial state of its model (weights drawn from the
+    init branch of config.seed's key tree, Adam's moments zero)."""
+    graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
+    return Program(config, graphdef), TrainState(params, batch_stats, adam_init(params))
+
+
+# ------------------------------------------------------------------------------ the data
+
+def stable_argsort(keys: jax.Array) -> jax.Array:
+    """np.argsort(keys, kind="stable") of uint32 keys along the last axis, as int32.
+
+    Packing each key and its position into one 64-bit value (key << 32 | position) makes it
+    a sort of a single array, which XLA's CPU runtime sorts several times faster than
+    argsort's sort of (key, position) pairs; equal keys keep their order, as in a stable
+    sort (benchmarks/step_throughput.py measures the epoch)."""
+    positions = jnp.arange(keys.shape[-1], dtype=jnp.uint32)
+    with jax.enable_x64():  # local to these ops: the rest of the program stays 32-bit
+        packed = keys.astype(jnp.uint64) << 32 | positions.astype(jnp.uint64)
+        return (jnp.sort(packed, axis=-1) & 0xFFFFFFFF).astype(jnp.int32)
+
+
+def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of range(n): rows ordered by random 32-bit keys, ties
+    by row number. One sort is cheaper than jax.random.permutation's repeated sorts."""
+    return stable_argsort(rng.bits(key, (n,)))
+
+
+def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Array]:
+    """An epoch's batches as row indices [steps, batch] and weights [steps, batch]: a fresh
+    permutation of range(n), padded to whole batches; padded slots have weight 0, so every
+    row is trained on exactly once and the partial last batch keeps a fixed shape."""
+    steps = math.ceil(n / batch)
+    order = shuffled_indices(key, n)
+    order = jnp.concatenate([order, jnp.zeros(steps * batch - n, order.dtype)])
+    weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
+    return order.reshape(steps, batch), weights.reshape(steps, batch)
+
+
+def normalize(images: jax.Array) -> jax.Array:
+    """uint8 pixels to float32 in [0, 1], as the notebook's `x / 255.0`."""
+    return images.astype(jnp.float32) / 255.0
+
+
+# --------------------------------------------------------------------------- the program
+
+def loss(program: Program, params, batch_stats, images, labels, weights, key,
+         knobs: Knobs, *, train: bool):
+    """Mean cross-entropy over the weighted rows plus the weight penalty, as Keras reports
+    it. `images` are float [B, 28, 28]; `key` is the step's dropout key (None when not
+    training). Returns (loss, (new batch stats, Metrics))."""
+    c = program.config
+    # copy: fresh Variables belonging to this trace, which batch norm may update.
+    model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
+    logits = model(images, train=train, key=key, mask=weights > 0, dropout=knobs.dropout)
+    per_example = cross_entropy(logits, labels, knobs.label_smoothing)
+    count = jnp.sum(weights)
+    total = jnp.sum(per_example * weights)
+    # A penalty the structure lacks costs nothing; one it has takes each model's value.
+    penalty = weight_penalty(model.regularized_kernels(), knobs.l1 if c.l1 else 0.0,
+                             knobs.l2 if c.l2 else 0.0)
+    mean = total / jnp.maximum(count, 1.0) + penalty
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+    return mean, (nnx.state(model, nnx.BatchStat), Metrics(total + penalty * count, correct, count))
+
+
+def train_step(program: Program, state: TrainState, images, labels, weights, key,
+               knobs: Knobs) -> tuple[TrainState, Metrics]:
+    """One optimizer step on a batch of uint8 images; `key` is the step's key."""
+    x = normalize(images)
+    if program.config.augment:
+        x = augment.random_affine(
+            rng.augment_key(key), x, rotation_range=knobs.rotation_range,
+            shift_range=knobs.shift_range, shear_range=knobs.shear_range,
+            zoom_range=knobs.zoom_range)
+    grads, (batch_stats, metrics) = jax.grad(loss, argnums=1, has_aux=True)(
+        program, state.params, state.batch_stats, x, labels, weights, rng.dropout_key(key),
+        knobs, train=True)
+    updates, opt_state = adam_update(grads, state.opt_state, knobs.learning_rate)
+    return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), metrics
+
+
+def train_epoch(program: Program, state: TrainState, images, labels, epoch, knobs: Knobs,
+                num_steps: int | None = None) -> tuple[TrainState, Metrics]:
+    """Epoch `epoch` (0-based) over all rows (or its first `num_steps` steps); returns the
+    new state and the epoch's metric sums."""
+    key = rng.epoch_key(knobs.seed, epoch)
+    n = labels.shape[0]
+    # A batch larger than the data is one batch of all rows, as in Keras (no padding).
+    rows, weights = epoch_batches(rng.shuffle_key(key), n, min(program.config.batch_size, n))
+
+    def step(state, inputs):
+        i, rows, w = inputs
+        return train_step(program, state, images[rows], labels[rows], w, rng.step_key(key, i),
+                          knobs)
+
+    inputs = jax.tree.map(lambda a: a[:num_steps], (jnp.arange(len(rows)), rows, weights))
+    state, metrics = jax.lax.scan(step, state, inputs)
+    return state, jax.tree.map(jnp.sum, metrics)
+
+
+def evaluate(program: Program, params, batch_stats, images, labels, knobs: Knobs) -> Metrics:
+    """Loss (with penalties and smoothing, as Keras reports val_loss) and correct counts in
+    evaluation mode, over fixed-size chunks with the remainder masked."""
+    n = labels.shape[0]
+    chunks = math.ceil(n / EVAL_CHUNK)
+    rows = jnp.arange(chunks * EVAL_CHUNK)
+    weights = (rows < n).astype(jnp.float32).reshape(chunks, EVAL_CHUNK)
+    rows = jnp.minimum(rows, n - 1).reshape(chunks, EVAL_CHUNK)
+
+    def chunk(_, inputs):
+        r, w = inputs
+        _, (_, metrics) = loss(program, params, batch_stats, normalize(images[r]), labels[r],
+                               w, None, knobs, train=False)
+        return None, metrics
+
+    _, metrics = jax.lax.scan(chunk, None, (rows, weights))
+    return jax.tree.map(jnp.sum, metrics)
+
+
+def per_model(metrics: Metrics) -> list[dict]:
+    """{"loss", "accuracy"} of each model, from sums with a leading model axis (or scalar
+    sums of one model)."""
+    m = jax.device_get(jax.tree.map(np.atleast_1d, metrics))
+    count = np.maximum(m.count.astype(np.float64), 1.0)
+    return [{"loss": float(l), "accuracy": float(a)}
+            for l, a in zip(m.loss / count, m.correct / count)]

@@ -1,0 +1,115 @@
+"""`scripts/sweep.py`: one technique over a range of one knob's values and several seeds,
+all trained at once in one program; report test accuracy and generalization gap against the
+value."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from regjax.compare import (RESULTS, REPORT, SWEEP_PLOT, check_counts, common_flags,
+                            failures, header, run_report, train_groups, write_results)
+from regjax.cli_common import Parser
+from regjax.config import TECHNIQUES, Config, preset
+
+# What `sweep.py --technique T` varies unless --knob says otherwise.
+DEFAULT_KNOB = {"l1": "l1", "l2": "l2", "dropout": "dropout",
+                "label_smoothing": "label_smoothing", "augmentation": "augment_strength"}
+KNOBS = ("l1", "l2", "dropout", "label_smoothing", "learning_rate", "augment_strength")
+RANGES = ("rotation_range", "shift_range", "shear_range", "zoom_range")
+
+
+def with_overrides(config: Config, **overrides) -> Config:
+    return dataclasses.replace(config, **overrides).validate()
+
+
+def strength(config: Config, factor: float) -> Config:
+    """The augmentation ranges of `config` scaled by `factor` (0: no augmentation)."""
+    return with_overrides(config, **{r: getattr(config, r) * factor for r in RANGES})
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="sweep.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+               description="Train one technique over a range of one knob's values and "
+                           "several seeds, all at once in one program; report test "
+                           "accuracy and generalization gap against the value.",
+               epilog="knobs: l1, l2, dropout, label_smoothing, learning_rate, "
+                      "augment_strength (scales the preset's rotation, shift, shear and zoom "
+                      "ranges; 1 = the notebook's)\n\nexample:\n  python scripts/sweep.py "
+                      "--technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 --seeds 3")
+    p.add_argument("--technique", required=True, metavar="NAME",
+                   help=f"preset to start from: {', '.join(TECHNIQUES)}")
+    p.add_argument("--knob", choices=KNOBS,
+                   help="what to vary (default: the technique's own knob, e.g. l2 for l2)")
+    p.add_argument("--values", required=True, metavar="LIST",
+                   help="comma-separated values of the knob, e.g. 0,1e-4,1e-3")
+    common_flags(p, "runs/sweep")
+    p.set_defaults(seeds=3)
+    return p
+
+
+def sweep_members(args, parser) -> tuple[str, list[float], list[tuple[str, Config]]]:
+    """(knob, values, [(group name, config)] for every value and seed); exits on bad flags."""
+    knob = args.knob or DEFAULT_KNOB.get(args.technique)
+    if knob is None:
+        parser.error(f"technique {args.technique!r} has no knob of its own; choose one with "
+                     f"--knob ({', '.join(KNOBS)})")
+    try:
+        values = [float(v) for v in args.values.split(",")]
+    except ValueError:
+        parser.error(f"--values: expected comma-separated numbers, got {args.values!r}")
+    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    try:
+        base = preset(args.technique, **overrides)
+        if knob == "augment_strength" and not base.augment:
+            raise ValueError(f"augment_strength needs augmentation; {args.technique!r} has "
+                             "none (use --technique augmentation)")
+        members = [(f"{knob}={v:g}", with_overrides(
+            strength(base, v) if knob == "augment_strength" else
+            with_overrides(base, **{knob: v}), seed=seed))
+            for v in values for seed in range(args.seeds)]
+    except ValueError as e:
+        parser.error(str(e))
+    return knob, values, members
+
+
+def sweep_main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = sweep_parser()
+    args = parser.parse_args(argv)
+    check_counts(args, parser)
+    knob, values, members = sweep_members(args, parser)
+    return run_report(args, parser, lambda dataset: write_sweep(args, argv, knob, values,
+                                                                 members, dataset))
+
+
+def write_sweep(args, argv, knob, values, members, dataset) -> int:
+    from regjax import artifacts, report
+
+    label = f"{args.technique}: {knob} in {args.values}"
+    groups, wall = train_groups([(label, members)], dataset, args.quiet)
+    out = args.output_dir
+    write_results(out / RESULTS, artifacts, argv, "scripts/sweep.py", dataset, groups, wall,
+                  technique=args.technique, knob=knob, values=values, seeds=args.seeds)
+    rows = [{"value": v, **(report.group_stats(groups[f"{knob}={v:g}"]) or {})}
+            for v in values]
+    report.plot_sweep(knob, rows, out / SWEEP_PLOT)
+    table = report.markdown_table(
+        [knob, "test acc % (mean ± std)", "min–max", "gap % (train − val)", "epochs"],
+        [[f"{r['value']:g}",
+          f"{report.pct(r['test_accuracy_mean'])} ± {report.pct(r['test_accuracy_std'])}",
+          f"{report.pct(r['test_accuracy_min'])}–{report.pct(r['test_accuracy_max'])}",
+          f"{report.pct(r['gap_mean'])} ± {report.pct(r['gap_std'])}",
+          f"{r['epochs_mean']:.1f}"] if "runs" in r else
+         [f"{r['value']:g}", "no run completed", "—", "—", "—"] for r in rows])
+    seconds = next(iter(wall.values()))
+    text = (header(f"Sweep of {knob} for {args.technique}", dataset, argv, "scripts/sweep.py")
+            + f"\n{len(values)} values x {args.seeds} seeds = {len(members)} models, trained "
+              f"together in one program in {seconds:.0f} s.\n\n" + table + "\n"
+            + "".join(f"\n- not completed: {f}" for f in failures(groups))
+            + f"\n![sweep]({SWEEP_PLOT})\n")
+    artifacts.atomic_write(out / REPORT, lambda f: f.write(text.encode()))
+    print(table)
+    print(f"wrote {out}/{REPORT}, {SWEEP_PLOT}, {RESULTS}")
+    return 0

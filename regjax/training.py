@@ -1,0 +1,224 @@
+"""The host loop, shared by one model (`fit`) and many trained at once (regjax.batched):
+put the data on the device, compile before the clock starts, train epoch by epoch, record
+each model's metrics (regjax.history), keep best weights, checkpoint and resume, stop on
+request, then restore best weights and evaluate on the test split.
+
+An engine runs the compiled program for its models; the loop never looks inside it. This
+module's engine, `OneModel`, jits the pure functions of regjax.step for one config.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from regjax import devices, step
+from regjax.checkpoint import Checkpoints, restore_run, save_run
+from regjax.config import Config
+from regjax.history import RunRecord
+from regjax.idx import Split
+from regjax.models import TrainedModel, weights_bytes
+
+_train_epoch = jax.jit(step.train_epoch, static_argnums=0, static_argnames="num_steps",
+                       donate_argnums=1)
+_evaluate = jax.jit(step.evaluate, static_argnums=0)
+
+
+class Engine(Protocol):
+    """The compiled program for a list of models, as the loop drives it. Per-model values
+    (metrics, masks) are lists or arrays in the order of `configs`."""
+
+    configs: list[Config]
+
+    def init_state(self) -> step.TrainState: ...
+    def put(self, split: Split) -> tuple[jax.Array, jax.Array]: ...
+    def compile(self, state, train, validation) -> None: ...
+    def epoch(self, state, train, epoch: int, active: np.ndarray) -> tuple[object, list[dict]]: ...
+    def validate(self, state, validation) -> list[dict]: ...
+    def evaluate(self, params, batch_stats, data) -> list[dict]: ...
+    def select(self, mask: np.ndarray, new, old): ...
+
+
+class OneModel:
+    """One model: regjax.step's functions jitted, the state donated to each epoch."""
+
+    def __init__(self, config: Config):
+        self.configs = [config]
+        check_models_fit(self.configs)
+        self.program, self._initial = step.make_program(config)
+        self.knobs = jax.device_put(step.Knobs.of(config))
+
+    def init_state(self) -> step.TrainState:
+        return jax.tree.map(jnp.copy, self._initial)  # training consumes the state it is given
+
+    def put(self, split: Split):
+        return jnp.asarray(split.images), jnp.asarray(split.labels)
+
+    def compile(self, state, train, validation) -> None:
+        self._epoch = _train_epoch.lower(self.program, state, *train, jnp.int32(0),
+                                         self.knobs).compile()
+        self._validate = _evaluate.lower(self.program, state.params, state.batch_stats,
+                                         *validation, self.knobs).compile()
+        check_compiled_fits([self._epoch, self._validate])
+
+    def epoch(self, state, train, epoch, active):
+        state, metrics = self._epoch(state, *train, jnp.int32(epoch), self.knobs)
+        return state, step.per_model(metrics)
+
+    def validate(self, state, validation):
+        return step.per_model(self._validate(state.params, state.batch_stats, *validation,
+                                             self.knobs))
+
+    def evaluate(self, params, batch_stats, data):
+        return step.per_model(_evaluate(self.program, params, batch_stats, *data, self.knobs))
+
+    def select(self, mask, new, old):
+        return jax.tree.map(jnp.copy, new) if mask[0] else old
+
+
+def check_models_fit(configs: list[Config]) -> None:
+    """Refuses models whose weights, gradients and Adam moments (and best weights) would not
+    fit the device, before anything is allocated."""
+    needed = sum(5 * weights_bytes(c) for c in configs)
+    what = "the model" if len(configs) == 1 else f"{len(configs)} models"
+    fix = "lower --hidden" if len(configs) == 1 else "train fewer models at once, or lower --hidden"
+    devices.check_fits(needed, f"{what} (weights, gradients, Adam's moments)", fix)
+
+
+def check_compiled_fits(compiled: list) -> None:
+    devices.check_fits(max(map(devices.compiled_bytes, compiled)), "one epoch",
+                       "lower --batch-size or --hidden")
+
+
+def train_loop(engine: Engine, train: Split, validation: Split, test: Split | None, *,
+               log: Callable[[str], None], checkpoints: Checkpoints | None, resume: bool,
+               should_stop: Callable[[], bool],
+               on_epoch: Callable[[list[RunRecord]], None]) -> tuple[list[RunRecord], object]:
+    """Trains the engine's models; returns their records and final state (best weights
+    restored where asked)."""
+    steps = math.ceil(len(train) / engine.configs[0].batch_size)
+    records = [RunRecord.new(c, steps) for c in engine.configs]
+    x_train, x_val = engine.put(train), engine.put(validation)
+    state = engine.init_state()
+    keep_best = np.array([r.keeps_best for r in records])
+    best = jax.tree.map(jnp.copy, (state.params, state.batch_stats)) \
+        if keep_best.any() else None
+    epoch = 0  # epochs the loop has run (a model that stopped has run fewer)
+    if resume:
+        epoch, state, best, records = restore_run(checkpoints, engine.configs, state, best,
+                                                  steps, (len(train), len(validation)), log)
+
+    start = time.perf_counter()  # compile before the clock starts: epoch times exclude it
+    engine.compile(state, x_train, x_val)
+    for r in records:
+        r.compile_seconds = time.perf_counter() - start
+    active = np.array([r.status == "running" for r in records])
+    interrupted = False
+    try:
+        while active.any():
+            if should_stop():
+                interrupted = True
+                break
+            t0 = time.perf_counter()
+            state, train_metrics = engine.epoch(state, x_train, epoch, active)
+            val = engine.validate(state, x_val)
+            seconds = time.perf_counter() - t0
+            epoch += 1
+            improved = np.zeros(len(records), bool)
+            for i in np.flatnonzero(active):
+                improved[i], done = records[i].observe(train_metrics[i], val[i], seconds)
+                active[i] = not done
+            if len(records) == 1:
+                log_epoch(log, records[0], train_metrics[0], val[0], seconds)
+            if best is not None and (improved & keep_best).any():
+                best = engine.select(improved & keep_best, (state.params, state.batch_stats),
+                                     best)
+            if checkpoints is not None and any(r.status != "diverged" for r in records):
+                save_run(checkpoints, epoch, state, best, records, (len(train), len(validation)))
+            on_epoch(records)
+    finally:
+        if checkpoints is not None:
+            checkpoints.wait()
+    for r in records:
+        r.finish(interrupted)
+    return records, finish(engine, records, state, best, test, log)
+
+
+def finish(engine: Engine, records: list[RunRecord], state, best, test: Split | None, log):
+    """After training: the best weights restored for completed models that ask (as Keras 3
+    does at the end of training), and each completed model's test metrics recorded."""
+    keep_best = np.array([r.keeps_best for r in records])
+    completed = np.array([r.status == "completed" for r in records])
+    if best is not None and (keep_best & completed).any():
+        params, batch_stats = engine.select(keep_best & completed, best,
+                                            (state.params, state.batch_stats))
+        state = state._replace(params=params, batch_stats=batch_stats)
+        if len(records) == 1:
+            log(f"restored the weights of epoch {records[0].best_epoch}")
+    if test is not None and completed.any():
+        for r, metrics in zip(records, engine.evaluate(state.params, state.batch_stats,
+                                                       engine.put(test))):
+            if r.status == "completed":
+                r.test = metrics
+        if len(records) == 1 and records[0].test:
+            log(f"test_loss {records[0].test['loss']:.4f} - test_accuracy "
+                f"{records[0].test['accuracy']:.4f}")
+    return state
+
+
+def log_epoch(log, record: RunRecord, train: dict, val: dict, seconds: float) -> None:
+    """One model's epoch line, as Keras' fit prints it."""
+    epochs = record.config.epochs
+    if record.status == "diverged":
+        log(f"epoch {record.diverged_epoch}/{epochs}: loss {train['loss']}, val_loss "
+            f"{val['loss']}: not finite, stopping without saving this epoch")
+        return
+    log(f"epoch {record.epochs_run}/{epochs} {seconds:.2f}s "
+        f"({record.steps_per_epoch / seconds:,.0f} steps/s) - loss {train['loss']:.4f} - "
+        f"accuracy {train['accuracy']:.4f} - val_loss {val['loss']:.4f} - "
+        f"val_accuracy {val['accuracy']:.4f}")
+    if record.stopped_early:
+        log(f"early stopping after epoch {record.epochs_run}: val_loss has not improved for "
+            f"{record.config.patience} epochs (best {record.stopper.best:.4f} at epoch "
+            f"{record.best_epoch})")
+
+
+def fit(config: Config, train: Split, validation: Split, test: Split | None = None, *,
+        log: Callable[[str], None] = print, checkpoints: Checkpoints | None = None,
+        resume: bool = False, should_stop: Callable[[], bool] = lambda: False,
+        on_epoch: Callable[[dict], None] = lambda history: None,
+        ) -> tuple[dict, TrainedModel]:
+    """Trains one model as Keras' model.fit does, then evaluates it on `test`.
+
+    Returns (history, trained model). The history (regjax.history.RunRecord.summary) holds
+    per-epoch loss, accuracy, val_loss, val_accuracy and epoch_seconds (training plus
+    validation; compilation happens first and is compile_seconds), the test metrics, and
+    `status`: "completed" (all epochs, or stopped early), "interrupted" (`should_stop()` was
+    true before an epoch) or "diverged" (an epoch's loss was not finite; that epoch is
+    neither recorded nor checkpointed). With `checkpoints`, a checkpoint is written after
+    every epoch; with `resume`, training continues from the newest intact one and ends
+    exactly as an uninterrupted run would. `on_epoch(history so far)` follows each epoch.
+    """
+    config.validate()
+    engine = OneModel(config)
+    records, state = train_loop(
+        engine, train, validation, test, log=log, checkpoints=checkpoints, resume=resume,
+        should_stop=should_stop, on_epoch=lambda records: on_epoch(records[0].summary()))
+    return records[0].summary(), TrainedModel(config, nnx.merge(
+        engine.program.graphdef, state.params, state.batch_stats))
+
+
+def evaluate(model: TrainedModel, split: Split) -> dict:
+    """{"loss", "accuracy"} of a trained model on a split, in evaluation mode; the loss
+    includes the config's penalties and smoothing, as Keras reports it."""
+    graphdef, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
+    program = step.Program(model.config, graphdef)
+    return step.per_model(_evaluate(program, params, batch_stats, jnp.asarray(split.images),
+                                    jnp.asarray(split.labels),
+                                    jax.device_put(step.Knobs.of(model.config))))[0]

@@ -1,0 +1,62 @@
+"""Shared test helpers (imported by test modules; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from regjax import data, idx, step
+from regjax.config import Config
+
+ROOT = Path(__file__).parents[1]
+FASHION_DIR = data.DEBIAN_DIRS["fashion_mnist"]
+TIMINGS = ("epoch_seconds", "compile_seconds", "train_steps_per_second")
+
+
+def quiet(_: str) -> None:
+    """A `log` that prints nothing."""
+
+
+def without_timing(history: dict) -> dict:
+    return {k: v for k, v in history.items() if k not in TIMINGS}
+
+
+def write_idx_dir(directory: Path, train: idx.Split, test: idx.Split, gz: bool = True) -> Path:
+    """Writes the four IDX files of a dataset into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, (images_stem, labels_stem) in idx.IDX_FILES.items():
+        s = train if split == "train" else test
+        idx.write_idx(directory / (images_stem + suffix), s.images)
+        idx.write_idx(directory / (labels_stem + suffix), s.labels.astype(np.uint8))
+    return directory
+
+
+def loss_function(config: Config):
+    """(initial state, loss(params, batch_stats, images, labels, weights, key, train)) of
+    regjax.step.loss for `config`, with its knobs."""
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+
+    def loss(params, batch_stats, images, labels, weights, key=None, train=True):
+        return step.loss(program, params, batch_stats, images, labels, weights, key, knobs,
+                         train=train)[0]
+
+    return state, loss
+
+
+def script(name: str, *args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    """Runs scripts/<name>.py as a user would; returns the finished process."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"),
+                           *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, message: str) -> bool:
+    """The process failed with `message` on one line of stderr and no traceback."""
+    err = result.stderr.strip()
+    return (result.returncode != 0 and message in err and len(err.splitlines()) == 1
+            and "Traceback" not in err)

@@ -1,0 +1,104 @@
+"""Output directories: refused when in use, not empty, unwritable or too small; nothing of a
+user's is deleted; two runs never mix their files."""
+
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from regjax import artifacts
+from regjax.config import preset
+from tests.helpers import ROOT, one_line_error, script
+
+
+def run_cli(*args):
+    return script("train", *args)
+
+
+def test_output_directory_safety(tmp_path, tiny_idx_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out)
+    assert result.returncode == 1 and "is not empty (notes.txt)" in result.stderr
+    assert "--resume" in result.stderr and "--overwrite" in result.stderr
+    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out, "--resume")
+    assert result.returncode == 1 and "nothing to resume" in result.stderr
+    result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out,
+                     "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only regjax's files
+    (out / "file").write_text("")
+    result = run_cli("--data-dir", tiny_idx_dir, "--output-dir", out / "file")
+    assert result.returncode == 1 and "is not a directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_detected_before_training(tmp_path, monkeypatch):
+    needed = artifacts.run_bytes(preset("augmentation"), 2)
+    assert needed > 4 * 4 * 692_000  # CNN: 692k weights, with Adam's two moments
+    monkeypatch.setattr(artifacts.shutil, "disk_usage",
+                        lambda _: types.SimpleNamespace(free=needed - 1))
+    with pytest.raises(artifacts.OutputDirError, match="MB free; this run needs about"):
+        artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
+                                     needed_bytes=needed)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only directory")
+def test_an_unwritable_directory_is_detected_before_training(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(artifacts.OutputDirError, match="cannot write to output directory"):
+            artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
+                                         needed_bytes=0)
+    finally:
+        tmp_path.chmod(0o700)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs a read-only /sys")
+def test_an_uncreatable_directory_is_a_one_line_error(tiny_idx_dir):
+    # /sys refuses new directories even to root.
+    result = run_cli("--data-dir", tiny_idx_dir, "--output-dir", "/sys/regjax-run")
+    assert result.returncode == 1, result.stderr
+    assert "cannot write to output directory /sys/regjax-run" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from regjax.artifacts import prepare_output_dir
+lock = prepare_output_dir(Path(sys.argv[1]), resume=False, overwrite=False, needed_bytes=0)
+(Path(sys.argv[1]) / "history.json").write_text("{}")
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_directory_in_use_is_refused_until_its_holder_ends(tmp_path, tiny_idx_dir):
+    """A second run into a directory a run holds is refused, with --overwrite or --resume too,
+    naming the holder; the lock goes with the holder, even killed with SIGKILL."""
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        result = run_cli("--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out,
+                         "--overwrite")
+        assert one_line_error(result, f"is in use by another run (pid {holder.pid}: "), \
+            result.stderr
+        for resume, overwrite in ((False, False), (True, False), (False, True)):
+            (out / artifacts.CHECKPOINTS).mkdir(exist_ok=True)
+            with pytest.raises(artifacts.OutputDirError, match="in use by another run"):
+                artifacts.prepare_output_dir(out, resume=resume, overwrite=overwrite,
+                                             needed_bytes=0)
+        assert (out / "history.json").read_text() == "{}"  # the holder's files are untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = artifacts.prepare_output_dir(out, resume=False, overwrite=True, needed_bytes=0)
+    lock.release()
+    assert not (out / "history.json").exists()

@@ -1,0 +1,108 @@
+"""compare.py and sweep.py: the report agrees with its histories, plots are valid PNGs, a
+diverging model is reported as such; the progress display."""
+
+import io
+import json
+import re
+import struct
+
+import numpy as np
+
+from regjax import report
+from regjax.compare import compare_main
+from regjax.progress import Progress
+from regjax.sweep import sweep_main
+
+
+def png_size(path):
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
+    assert raw.rstrip(b"\x00")[-8:-4] == b"IEND"
+    return struct.unpack(">II", raw[16:24])
+
+
+def table_rows(markdown):
+    """The data rows of the first markdown table: {setting: [cells]}."""
+    rows = [l.strip("|").split("|") for l in markdown.splitlines() if l.startswith("| ")]
+    return {cells[1].strip(): [c.strip() for c in cells] for cells in rows[1:]}
+
+
+def test_compare_report_matches_its_histories_and_writes_plots(tmp_path, tiny_idx_dir):
+    out = tmp_path / "compare"
+    code = compare_main(["--techniques", "baseline,l2,dropout", "--seeds", "3", "--epochs", "2",
+                         "--data-dir", str(tiny_idx_dir), "--output-dir", str(out), "--quiet"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = table_rows((out / "report.md").read_text())
+    assert set(rows) == {"baseline", "l2", "dropout"}
+    means = {}
+    for name, group in results["groups"].items():
+        runs = group["runs"]
+        assert [r["config"]["seed"] for r in runs] == [0, 1, 2]
+        test = np.array([r["test_accuracy"] for r in runs])
+        gap = np.array([r["accuracy"][-1] - r["val_accuracy"][-1] for r in runs])
+        best_val = np.mean([max(r["val_accuracy"]) for r in runs])
+        means[name] = test.mean()
+        cells = rows[name]
+        assert cells[2] == f"{100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f}"
+        assert cells[3] == f"{100 * test.min():.2f}–{100 * test.max():.2f}"
+        assert cells[4] == f"{100 * best_val:.2f}"
+        assert cells[5].startswith(f"{100 * gap.mean():.2f} ±")
+    # Ranked by mean test accuracy, with the difference to baseline.
+    ranked = sorted(means, key=lambda n: -means[n])
+    assert [rows[n][0] for n in ranked] == ["1", "2", "3"]
+    assert rows["l2"][8] == f"{100 * (means['l2'] - means['baseline']):+.2f}"
+    assert png_size(out / "curves.png") == tuple(int(report.DPI * x) for x in report.CURVES_SIZE)
+    assert png_size(out / "summary.png") == tuple(int(report.DPI * x) for x in report.SUMMARY_SIZE)
+    # A second run refuses to overwrite the report unless told to.
+    assert compare_main(["--output-dir", str(out), "--seeds", "1",
+                         "--data-dir", str(tiny_idx_dir)]) == 1
+
+
+def test_sweep_trains_every_value_and_seed(tmp_path, tiny_idx_dir):
+    out = tmp_path / "sweep"
+    code = sweep_main(["--technique", "dropout", "--values", "0,0.5", "--seeds", "2",
+                       "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--output-dir",
+                       str(out), "--quiet"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    groups = results["groups"]
+    assert list(groups) == ["dropout=0", "dropout=0.5"]
+    for value, name in ((0.0, "dropout=0"), (0.5, "dropout=0.5")):
+        assert [(r["config"]["dropout"], r["config"]["seed"]) for r in groups[name]["runs"]] == [
+            (value, 0), (value, 1)]
+    lines = (out / "report.md").read_text().splitlines()
+    for name, value in (("dropout=0", "0"), ("dropout=0.5", "0.5")):
+        test = np.array([r["test_accuracy"] for r in groups[name]["runs"]])
+        assert f"| {value} | {100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f} |" in "\n".join(lines)
+    assert png_size(out / "sweep.png") == tuple(int(report.DPI * x) for x in report.SWEEP_SIZE)
+
+
+def test_progress_draws_on_a_terminal_only():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    shown, hidden = Terminal(), io.StringIO()
+    for stream in (shown, hidden):
+        progress = Progress(4, stream=stream)
+        progress.advance(1, "dropout")
+        progress.advance(3, "dropout")
+        progress.close()
+    assert hidden.getvalue() == ""
+    assert "dropout  [1/4 epochs]" in shown.getvalue()
+    assert re.search(r"\[4/4 epochs\]  elapsed 0:00:\d\d  remaining 0:00:00", shown.getvalue())
+
+
+def test_a_sweep_with_a_diverging_value_still_writes_its_report(tmp_path, tiny_idx_dir, capsys):
+    out = tmp_path / "sweep"
+    code = sweep_main(["--technique", "baseline", "--knob", "learning_rate", "--values",
+                       "0.001,100000000", "--seeds", "2", "--epochs", "2", "--data-dir",
+                       str(tiny_idx_dir), "--output-dir", str(out), "--quiet"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {r["status"] for r in results["groups"]["learning_rate=1e+08"]["runs"]} == {"diverged"}
+    text = (out / "report.md").read_text()
+    assert "| 1e+08 | no run completed |" in text
+    assert "- not completed: learning_rate=1e+08 seed 0: diverged" in text
+    assert png_size(out / "sweep.png") == tuple(int(report.DPI * x) for x in report.SWEEP_SIZE)
