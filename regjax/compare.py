@@ -110,8 +110,10 @@ COLUMNS = """\
 Columns: test accuracy over the seeds (mean ± sample std, and the range); the best
 validation accuracy of each run, averaged; the generalization gap, training minus validation
 accuracy at the last epoch; epochs run (early stopping ends some runs sooner); the wall time
-of the batched program that trained the setting's seeds together. "Beyond seed spread" is
-yes when the difference of means exceeds two standard errors of that difference.
+of the batched program that trained the setting's seeds together. The difference to baseline
+comes with Welch's t-test: its 95% confidence interval, its p-value (the chance of a
+difference at least this large between two settings that are equally good), and the seeds
+per setting that would detect a difference of this size four times in five.
 """
 
 

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from regjax.artifacts import atomic_write  # noqa: E402
 
@@ -54,13 +55,32 @@ def group_stats(runs: list[dict]) -> dict:
     }
 
 
-def versus(stats: dict, reference: dict) -> tuple[float, bool]:
-    """(difference of mean test accuracy to the reference group, whether it exceeds the
-    seed-to-seed spread: more than two standard errors of the difference)."""
-    diff = stats["test_accuracy_mean"] - reference["test_accuracy_mean"]
-    se = math.sqrt(stats["test_accuracy_std"] ** 2 / stats["runs"]
-                   + reference["test_accuracy_std"] ** 2 / reference["runs"])
-    return diff, abs(diff) > 2 * se
+def versus(runs: list[dict], reference: list[dict]) -> dict:
+    """The difference of mean test accuracy to the reference group with Welch's t-test (no
+    assumption of equal variances): the p-value, the 95% confidence interval of the
+    difference (Welch-Satterthwaite degrees of freedom), and how many seeds per group would
+    detect a difference of this size with 80% power at the 5% level (normal approximation).
+    The p-value and interval need two seeds per group; they are None otherwise."""
+    a = np.array([r["test_accuracy"] for r in completed(runs)])
+    b = np.array([r["test_accuracy"] for r in completed(reference)])
+    diff = float(a.mean() - b.mean())
+    result = {"difference": diff, "p_value": None, "ci_low": None, "ci_high": None,
+              "seeds_needed": None}
+    if len(a) < 2 or len(b) < 2:
+        return result
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return result
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df)) * se
+    result.update(p_value=float(stats.ttest_ind(a, b, equal_var=False).pvalue),
+                  ci_low=diff - half, ci_high=diff + half)
+    if diff != 0:
+        pooled = (a.var(ddof=1) + b.var(ddof=1)) / 2
+        z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+        result["seeds_needed"] = max(2, math.ceil(2 * z**2 * pooled / diff**2))
+    return result
 
 
 def pct(x: float) -> str:
@@ -77,19 +97,20 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
                      reference: str | None = "baseline") -> tuple[list[dict], str]:
     """Rows ranked by mean test accuracy (with the difference to `reference` when it is one
     of the groups), and their markdown table."""
-    stats = {name: group_stats(runs) for name, runs in groups.items()}
-    ref = stats.get(reference)
-    ranked = sorted((n for n in stats if stats[n]), key=lambda n: -stats[n]["test_accuracy_mean"])
+    by_group = {name: group_stats(runs) for name, runs in groups.items()}
+    ref = by_group.get(reference)
+    ranked = sorted((n for n in by_group if by_group[n]),
+                    key=lambda n: -by_group[n]["test_accuracy_mean"])
     rows = []
     for name in ranked:
-        row = {"name": name, **stats[name], "wall_seconds": wall[name]}
+        row = {"name": name, **by_group[name], "wall_seconds": wall[name]}
         if ref is not None:
-            row["vs_reference"], row["beyond_spread"] = versus(stats[name], ref)
+            row["vs_reference"] = versus(groups[name], groups[reference])
         rows.append(row)
     header = ["rank", "setting", "test acc % (mean ± std)", "min–max", "best val acc %",
               "gap % (train − val)", "epochs", "wall s"]
     if ref is not None:
-        header += [f"Δ vs {reference} (pp)", "beyond seed spread?"]
+        header += [f"Δ vs {reference} (pp) [95% CI]", "p (Welch)", "seeds for 80% power"]
     cells = []
     for rank, r in enumerate(rows, 1):
         line = [str(rank), r["name"],
@@ -99,12 +120,20 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
                 f"{pct(r['gap_mean'])} ± {pct(r['gap_std'])}",
                 f"{r['epochs_mean']:.1f}", f"{r['wall_seconds']:.0f}"]
         if ref is not None:
-            line += (["—", "—"] if r["name"] == reference else
-                     [f"{100 * r['vs_reference']:+.2f}", "yes" if r["beyond_spread"] else "no"])
+            line += ["—", "—", "—"] if r["name"] == reference else difference_cells(
+                r["vs_reference"])
         cells.append(line)
-    for name in (n for n in stats if not stats[n]):  # no seed completed: listed, unranked
+    for name in (n for n in by_group if not by_group[n]):  # no seed completed: unranked
         cells.append(["—", name, "no run completed", *["—"] * (len(header) - 3)])
     return rows, markdown_table(header, cells)
+
+
+def difference_cells(v: dict) -> list[str]:
+    """Δ [CI], p and seeds needed, as the comparison table shows them."""
+    ci = "" if v["ci_low"] is None else f" [{100 * v['ci_low']:+.2f}, {100 * v['ci_high']:+.2f}]"
+    p = "—" if v["p_value"] is None else f"{v['p_value']:.3f}"
+    return [f"{100 * v['difference']:+.2f}{ci}", p,
+            "—" if v["seeds_needed"] is None else str(v["seeds_needed"])]
 
 
 def mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import re
 import struct
 
 import numpy as np
+from scipy import stats
 
 from regjax import report
 from regjax.compare import compare_main
@@ -51,7 +52,14 @@ def test_compare_report_matches_its_histories_and_writes_plots(tmp_path, tiny_id
     # Ranked by mean test accuracy, with the difference to baseline.
     ranked = sorted(means, key=lambda n: -means[n])
     assert [rows[n][0] for n in ranked] == ["1", "2", "3"]
-    assert rows["l2"][8] == f"{100 * (means['l2'] - means['baseline']):+.2f}"
+    assert rows["l2"][8].startswith(f"{100 * (means['l2'] - means['baseline']):+.2f} [")
+    # Welch's test, from scipy on the same accuracies (an independent computation).
+    accuracies = {name: [r["test_accuracy"] for r in group["runs"]]
+                  for name, group in results["groups"].items()}
+    welch = stats.ttest_ind(accuracies["l2"], accuracies["baseline"], equal_var=False)
+    assert rows["l2"][9] == f"{welch.pvalue:.3f}"
+    low, high = welch.confidence_interval(0.95)
+    assert rows["l2"][8].endswith(f"[{100 * low:+.2f}, {100 * high:+.2f}]")
     assert png_size(out / "curves.png") == tuple(int(report.DPI * x) for x in report.CURVES_SIZE)
     assert png_size(out / "summary.png") == tuple(int(report.DPI * x) for x in report.SUMMARY_SIZE)
     # A second run refuses to overwrite the report unless told to.
