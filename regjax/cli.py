@@ -228,7 +228,7 @@ def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
         checkpoints.close()
     write_history(history)
     if history["epochs_run"]:
-        report.plot_run(history, output_dir / artifacts.CURVES)
+        report.plot_run({**about, **history}, output_dir / artifacts.CURVES)
 
     done = history["epochs_run"]
     if history["status"] == "interrupted":

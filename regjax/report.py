@@ -131,7 +131,8 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
 def difference_cells(v: dict) -> list[str]:
     """Δ [CI], p and seeds needed, as the comparison table shows them."""
     ci = "" if v["ci_low"] is None else f" [{100 * v['ci_low']:+.2f}, {100 * v['ci_high']:+.2f}]"
-    p = "—" if v["p_value"] is None else f"{v['p_value']:.3f}"
+    p = "—" if v["p_value"] is None else (
+        "< 0.001" if v["p_value"] < 0.001 else f"{v['p_value']:.3f}")
     return [f"{100 * v['difference']:+.2f}{ci}", p,
             "—" if v["seeds_needed"] is None else str(v["seeds_needed"])]
 
