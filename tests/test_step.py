@@ -2,11 +2,12 @@
 sort, the partial last batch."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from regjax import config as cfg
-from regjax import step
+from regjax import rng, step
 from regjax.step import epoch_batches, stable_argsort
 
 
@@ -38,3 +39,21 @@ def test_partial_last_batch_counts_every_row_once(small):
     images, labels = jax.numpy.asarray(train.images[:100]), jax.numpy.asarray(train.labels[:100])
     _, metrics = step.train_epoch(program, state, images, labels, 0, step.Knobs.of(config))
     assert float(metrics.count) == 100  # 64 + 36 rows, the padded 28 slots weigh nothing
+
+
+def test_each_epoch_trains_on_the_order_its_key_tree_gives(small):
+    """The first step of an epoch trains on the first batch of the permutation drawn from
+    shuffle(epoch(seed, e)): its reported loss is the initial model's loss on those rows."""
+    train = small[0]
+    config = cfg.preset("baseline", seed=3)  # no dropout or batch norm: train = eval mode
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    for epoch in (0, 2):
+        _, metrics = step.train_epoch(program, state, images, labels, epoch, knobs, 1)
+        key = rng.shuffle_key(rng.epoch_key(config.seed, epoch))
+        rows = np.asarray(step.epoch_batches(key, len(train), config.batch_size)[0][0])
+        expected, _ = step.loss(program, state.params, state.batch_stats,
+                                step.normalize(images[rows]), labels[rows],
+                                jnp.ones(len(rows)), None, knobs, train=False)
+        assert step.per_model(metrics)[0]["loss"] == pytest.approx(float(expected), rel=1e-5)
