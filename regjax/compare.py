@@ -127,13 +127,18 @@ def write_results(path: Path, artifacts, argv, script, dataset, groups, wall, **
 
 # ----------------------------------------------------------------------------- compare
 
+def report_parser(prog: str, description: str, epilog: str) -> Parser:
+    """A parser for a command that writes a report (its epilogue keeps its line breaks)."""
+    return Parser(prog=prog, description=description, epilog=epilog,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def compare_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="compare.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-               description="Train techniques over several seeds (each technique's seeds in "
-                           "one vmapped program) and write report.md, curves.png, "
-                           "summary.png and results.json.",
-               epilog="example:\n  python scripts/compare.py --techniques all --seeds 5 "
-                      "--dataset fashion_mnist --output-dir runs/compare")
+    p = report_parser(
+        "compare.py", "Train techniques over several seeds (each technique's seeds in one "
+        "compiled program) and write report.md, curves.png, summary.png and results.json.",
+        "example:\n  python scripts/compare.py --techniques all --seeds 5 --dataset "
+        "fashion_mnist --output-dir runs/compare")
     p.add_argument("--techniques", default="all", metavar="LIST",
                    help=f"comma-separated, or all: {', '.join(TECHNIQUES)} (default all)")
     common_flags(p, "runs/compare")
@@ -166,12 +171,19 @@ def write_comparison(args, argv, batches, dataset) -> int:
     rows, table = report.comparison_table(groups, wall, reference="baseline")
     report.plot_curves(groups, out / CURVES)
     report.plot_summary(rows, groups, out / SUMMARY)
-    text = (header("Regularization techniques compared", dataset, argv, "scripts/compare.py")
-            + f"\n{args.seeds} seeds per technique, ranked by mean test accuracy.\n\n"
-            + table + "\n\n" + COLUMNS
-            + "".join(f"\n- not completed: {f}" for f in failures(groups))
-            + f"\n![curves]({CURVES})\n\n![summary]({SUMMARY})\n")
+    head = header("Regularization techniques compared", dataset, argv, "scripts/compare.py")
+    body = (f"\n{args.seeds} seeds per technique, ranked by mean test accuracy.\n\n"
+            + table + "\n\n" + COLUMNS)
+    return write_report(out, head + body, table, groups, (CURVES, SUMMARY))
+
+
+def write_report(out: Path, text: str, table: str, groups, images: tuple[str, ...]) -> int:
+    """report.md: `text`, the runs that did not complete, then the plots; prints the table."""
+    from regjax import artifacts
+
+    text += "".join(f"\n- not completed: {f}" for f in failures(groups))
+    text += "\n" + "\n\n".join(f"![{name.split('.')[0]}]({name})" for name in images) + "\n"
     artifacts.atomic_write(out / REPORT, lambda f: f.write(text.encode()))
     print(table)
-    print(f"wrote {out}/{REPORT}, {CURVES}, {SUMMARY}, {RESULTS}")
+    print(f"wrote {out}/{REPORT}, {', '.join(images)}, {RESULTS}")
     return 0

@@ -8,9 +8,9 @@ import argparse
 import dataclasses
 import sys
 
-from regjax.compare import (RESULTS, REPORT, SWEEP_PLOT, check_counts, common_flags,
-                            failures, header, run_report, train_groups, write_results)
-from regjax.cli_common import Parser
+from regjax.compare import (RESULTS, SWEEP_PLOT, check_counts, common_flags, header,
+                            report_parser, run_report, train_groups, write_report,
+                            write_results)
 from regjax.config import TECHNIQUES, Config, preset
 
 # What `sweep.py --technique T` varies unless --knob says otherwise.
@@ -30,14 +30,14 @@ def strength(config: Config, factor: float) -> Config:
 
 
 def sweep_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="sweep.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-               description="Train one technique over a range of one knob's values and "
-                           "several seeds, all at once in one program; report test "
-                           "accuracy and generalization gap against the value.",
-               epilog="knobs: l1, l2, dropout, label_smoothing, learning_rate, "
-                      "augment_strength (scales the preset's rotation, shift, shear and zoom "
-                      "ranges; 1 = the notebook's)\n\nexample:\n  python scripts/sweep.py "
-                      "--technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 --seeds 3")
+    p = report_parser(
+        "sweep.py", "Train one technique over a range of one knob's values and several "
+        "seeds, all at once in one program; report test accuracy and generalization gap "
+        "against the value.",
+        "knobs: l1, l2, dropout, label_smoothing, learning_rate, augment_strength (scales "
+        "the preset's rotation, shift, shear and zoom ranges; 1 = the notebook's)\n\n"
+        "example:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "
+        "--seeds 3")
     p.add_argument("--technique", required=True, metavar="NAME",
                    help=f"preset to start from: {', '.join(TECHNIQUES)}")
     p.add_argument("--knob", choices=KNOBS,
@@ -106,10 +106,5 @@ def write_sweep(args, argv, knob, values, members, dataset) -> int:
     seconds = next(iter(wall.values()))
     text = (header(f"Sweep of {knob} for {args.technique}", dataset, argv, "scripts/sweep.py")
             + f"\n{len(values)} values x {args.seeds} seeds = {len(members)} models, trained "
-              f"together in one program in {seconds:.0f} s.\n\n" + table + "\n"
-            + "".join(f"\n- not completed: {f}" for f in failures(groups))
-            + f"\n![sweep]({SWEEP_PLOT})\n")
-    artifacts.atomic_write(out / REPORT, lambda f: f.write(text.encode()))
-    print(table)
-    print(f"wrote {out}/{REPORT}, {SWEEP_PLOT}, {RESULTS}")
-    return 0
+              f"together in one program in {seconds:.0f} s.\n\n" + table + "\n")
+    return write_report(out, text, table, groups, (SWEEP_PLOT,))
