@@ -17,7 +17,6 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from regjax.artifacts import atomic_write  # noqa: E402
 
@@ -61,6 +60,8 @@ def versus(runs: list[dict], reference: list[dict]) -> dict:
     difference (Welch-Satterthwaite degrees of freedom), and how many seeds per group would
     detect a difference of this size with 80% power at the 5% level (normal approximation).
     The p-value and interval need two seeds per group; they are None otherwise."""
+    from scipy import stats  # imported here: a single run's curves.png does not need it
+
     a = np.array([r["test_accuracy"] for r in completed(runs)])
     b = np.array([r["test_accuracy"] for r in completed(reference)])
     diff = float(a.mean() - b.mean())

@@ -1,8 +1,17 @@
 import os
+import tempfile
 
+# Set before JAX starts; the scripts the tests run as subprocesses inherit them.
 # The suite runs in two worker processes (pyproject.toml); on a GPU neither may take most of
-# its memory up front, as JAX does by default. Set before JAX starts; subprocesses inherit it.
+# its memory up front, as JAX does by default.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# JAX's persistent compilation cache, for every program however small: the many short
+# train.py runs of the suite compile the same programs (a run's start is mostly compilation),
+# and a cached executable is the same executable, so results do not change.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "regjax-tests-jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -17,25 +17,35 @@ import pytest
 from flax import nnx
 
 import regjax
-from regjax import artifacts, step, training
+from regjax import artifacts, idx, step, training
 from regjax.checkpoint import CheckpointError, Checkpoints
 from regjax.config import preset
 from regjax.models import TrainedModel
-from tests.helpers import FASHION_DIR, ROOT, one_line_error, quiet, script
+from tests.helpers import ROOT, quiet, script, write_idx_dir
 
 SCRIPT = str(ROOT / "scripts" / "train.py")
 # Every kind of state a checkpoint carries: parameters, Adam's moments, batch-norm statistics,
-# dropout keys, early-stopping counters and the best weights. Batch 16 makes an epoch long
-# enough (3,000 steps; ~0.1 s on an H200) that a kill or signal sent as an epoch's line appears
-# lands inside the next epoch.
+# dropout keys, early-stopping counters and the best weights. On 24,000 real rows (19,200 to
+# train on) batch 16 makes an epoch long enough (1,200 steps: about a second on 2 CPU cores,
+# tens of milliseconds on a GPU, far more than the microseconds a kill takes) that a kill or
+# signal sent as an epoch's line appears lands inside the next epoch.
 RUN = ["--technique", "dropout", "--batchnorm", "--early-stopping", "--patience", "10",
-       "--restore-best-weights", "--epochs", "3", "--batch-size", "16",
-       "--data-dir", str(FASHION_DIR)]
+       "--restore-best-weights", "--epochs", "3", "--batch-size", "16"]
 TIMINGS = {"epoch_seconds", "compile_seconds", "train_steps_per_second"}
 
 
-def start(out, *extra):
-    return subprocess.Popen([sys.executable, SCRIPT, *RUN, "--output-dir", str(out), *extra],
+@pytest.fixture(scope="module")
+def rows_24k(tmp_path_factory, fashion):
+    """The first 24,000 training rows and 2,000 test rows of Fashion-MNIST, as IDX files."""
+    return write_idx_dir(tmp_path_factory.mktemp("idx24k"),
+                         idx.Split(fashion.train.images[:24000], fashion.train.labels[:24000]),
+                         idx.Split(fashion.test.images[:2000], fashion.test.labels[:2000]),
+                         gz=False)
+
+
+def start(out, data_dir, *extra):
+    return subprocess.Popen([sys.executable, SCRIPT, *RUN, "--data-dir", str(data_dir),
+                             "--output-dir", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -61,9 +71,9 @@ def outcome(out):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(tmp_path_factory, rows_24k):
     out = tmp_path_factory.mktemp("uninterrupted")
-    code, _, stderr = finish(start(out))
+    code, _, stderr = finish(start(out, rows_24k))
     assert code == 0, stderr
     return outcome(out)
 
@@ -77,9 +87,10 @@ def assert_same_run(out, uninterrupted):
         np.testing.assert_array_equal(arrays[name], value, err_msg=name)  # bitwise
 
 
-def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uninterrupted):
+def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uninterrupted,
+                                                                   rows_24k):
     out = tmp_path / "run"
-    process = start(out)
+    process = start(out, rows_24k)
     # Into the third epoch: checkpoint 1 is whole (a save waits for the one before), checkpoint
     # 2 may be half-written.
     wait_for_epoch(process, 2)
@@ -87,7 +98,7 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uni
     process.wait()
     assert not (out / artifacts.MODEL).exists()
     assert Checkpoints(out / artifacts.CHECKPOINTS).latest_epoch() < 3  # killed mid-run
-    code, stdout, stderr = finish(start(out, "--resume"))
+    code, stdout, stderr = finish(start(out, rows_24k, "--resume"))
     assert code == 0, stderr
     assert "resuming from the checkpoint of epoch" in stdout
     assert_same_run(out, uninterrupted)
@@ -97,9 +108,10 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uni
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_finishes_the_epoch_saves_and_resumes_exactly(tmp_path, uninterrupted, sig):
+def test_signal_finishes_the_epoch_saves_and_resumes_exactly(tmp_path, uninterrupted, rows_24k,
+                                                              sig):
     out = tmp_path / "run"
-    process = start(out)
+    process = start(out, rows_24k)
     wait_for_epoch(process, 1)
     process.send_signal(sig)
     code, stdout, stderr = finish(process)
@@ -108,7 +120,7 @@ def test_signal_finishes_the_epoch_saves_and_resumes_exactly(tmp_path, uninterru
     assert history["status"] == "interrupted" and 1 <= history["epochs_run"] < 3
     assert Checkpoints(out / artifacts.CHECKPOINTS).latest_epoch() == history["epochs_run"]
     assert "Resume with:" in stderr and "--resume" in stderr and "Traceback" not in stderr
-    code, _, stderr = finish(start(out, "--resume"))
+    code, _, stderr = finish(start(out, rows_24k, "--resume"))
     assert code == 0, stderr
     assert_same_run(out, uninterrupted)
 
