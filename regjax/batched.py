@@ -81,7 +81,7 @@ class ManyModels:
         self.configs = list(configs)
         structure = shared_structure(self.configs)
         check_models_fit([structure] * len(configs))
-        self.program = step.make_program(structure)[0]
+        self.program = step.program_of(structure)  # each model's weights: init_state
         width = default_vmap_width() if vmap_width is None else vmap_width
         program = self.program
 

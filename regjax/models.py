@@ -3,6 +3,7 @@ kernels, zero biases) so results are comparable with the original."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -150,6 +151,7 @@ def make_model(config: Config) -> MLP | CNN:
         config, nnx.Rngs(params=rng.init_key(config.seed)))
 
 
+@functools.lru_cache(maxsize=64)  # a sweep checks many models of a few configs
 def weights_bytes(config: Config) -> int:
     """Bytes of one model's parameters and batch-norm statistics (computed from shapes,
     without allocating them)."""

@@ -87,6 +87,12 @@ class Program:
     graphdef: Any
 
 
+def program_of(config: Config) -> Program:
+    """The program for `config` alone, without initialising any weights (from shapes)."""
+    model = nnx.eval_shape(lambda: make_model(config))
+    return Program(config, nnx.split(model, nnx.Param, nnx.BatchStat)[0])
+
+
 def make_program(config: Config) -> tuple[Program, TrainState]:
     """The program for `config` and the initial state of its model (weights drawn from the
     init branch of config.seed's key tree, Adam's moments zero)."""
