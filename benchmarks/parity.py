@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Accuracy parity: each technique's final test accuracy (and epochs run, which matters for
 early stopping) in regjax next to the notebook's own Keras code, on the same data with the
-same settings, over several seeds; mean, spread, and a flag where regjax is more than 1
-percentage point below. Every run is its own process, regjax and the reference alternating.
+same settings, over several seeds: mean and spread, the difference with Welch's t-test
+(p-value, 95% confidence interval), and a flag where regjax is more than 1 percentage point
+below. Every run is its own process, regjax and the reference alternating.
 
-    python benchmarks/parity.py                                   # 8 techniques x 3 seeds
+The Keras reference reshuffles the training rows every epoch, as the notebook's unseeded
+fit does (peers.reshuffled_batches), with the weights and dropout seeded per run.
+
+    python benchmarks/parity.py --seeds 5                         # 8 techniques x 5 seeds
     python benchmarks/parity.py --techniques dropout,l2 --seeds 5
     python benchmarks/parity.py --reference keras-jax             # without TensorFlow
     python benchmarks/parity.py --smoke                           # a tiny check
@@ -21,6 +25,7 @@ from pathlib import Path
 from common import available, run_worker  # benchmarks/common.py
 
 from regjax.config import TECHNIQUES
+from regjax.report import versus
 
 THRESHOLD = 0.01  # one percentage point
 
@@ -33,7 +38,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--techniques", default=",".join(TECHNIQUES), help="default: all eight")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     p.add_argument("--reference", default="keras-tensorflow",
                    choices=("keras-tensorflow", "keras-jax"),
                    help="the original code's backend (default keras-tensorflow, the notebook's)")
@@ -52,7 +57,7 @@ def main(argv=None) -> int:
     print(f"# {args.seeds} seeds; reference: the notebook's code on {args.reference}; "
           f"dataset {args.dataset}" + (f", first {args.rows} rows" if args.rows else ""))
     print(f"{'technique':16s} {'regjax acc':>15s} {'reference acc':>15s} {'diff pp':>8s} "
-          f"{'epochs':>11s}  flag")
+          f"{'95% CI pp':>15s} {'p':>6s} {'epochs':>11s}  flag")
     table, flagged = [], []
     for technique in args.techniques.split(","):
         ours, theirs = [], []
@@ -73,16 +78,22 @@ def main(argv=None) -> int:
         epochs = f"{statistics.mean(row['regjax_epochs']):.1f}"
         if theirs:
             ref_mean, ref_std = stats(row["reference"])
-            row["difference"] = mean - ref_mean
-            row["flag"] = row["difference"] < -THRESHOLD
+            test = versus(*([{"status": "completed", "test_accuracy": a} for a in row[side]]
+                            for side in ("regjax", "reference")))
+            row.update(difference=test["difference"], p_value=test["p_value"],
+                       ci=[test["ci_low"], test["ci_high"]],
+                       flag=test["difference"] < -THRESHOLD)
             epochs += f"/{statistics.mean(row['reference_epochs']):.1f}"
+            ci = "-" if test["ci_low"] is None else \
+                f"[{100 * test['ci_low']:+.2f}, {100 * test['ci_high']:+.2f}]"
+            p_value = "-" if test["p_value"] is None else f"{test['p_value']:.3f}"
             line += (f" {100 * ref_mean:7.2f} ± {100 * ref_std:4.2f} "
-                     f"{100 * row['difference']:+8.2f} {epochs:>11s}  "
+                     f"{100 * row['difference']:+8.2f} {ci:>15s} {p_value:>6s} {epochs:>11s}  "
                      f"{'BELOW by more than 1 pp' if row['flag'] else 'ok'}")
             if row["flag"]:
                 flagged.append(technique)
         else:
-            line += f" {'-':>15s} {'-':>8s} {epochs:>11s}"
+            line += f" {'-':>15s} {'-':>8s} {'-':>15s} {'-':>6s} {epochs:>11s}"
         table.append(row)
         print(line, flush=True)
     if flagged:

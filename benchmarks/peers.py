@@ -78,6 +78,41 @@ def keras_model(technique: str):
     return model
 
 
+def reshuffled_batches(x, y, batch_size: int, seed: int):
+    """x and y in batches of `batch_size`, in a fresh order every epoch, as the notebook's
+    unseeded `model.fit(..., batch_size=64)` trains: epoch e's order is the permutation
+    numpy draws from (seed, e), so runs are reproducible yet no two epochs see the same order.
+
+    Why not `fit(x, y, shuffle=True)` after `keras.utils.set_random_seed`: Keras 3 on
+    TensorFlow shuffles arrays with a random op inside a tf.data map, and once TensorFlow's
+    global seed is set that op replays one permutation on every epoch."""
+    import keras
+
+    class Reshuffled(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.order = self.permutation()
+            self.served = []  # the rows of each batch served, for tests
+
+        def permutation(self):
+            return np.random.default_rng([seed, self.epoch]).permutation(len(y))
+
+        def __len__(self):
+            return -(-len(y) // batch_size)  # the partial last batch is trained on too
+
+        def __getitem__(self, i):
+            rows = self.order[i * batch_size:(i + 1) * batch_size]
+            self.served.append(rows)
+            return x[rows], y[rows]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self.permutation()
+
+    return Reshuffled()
+
+
 class EpochTimer:
     def __new__(cls):
         import keras
@@ -126,7 +161,7 @@ def run_keras(technique: str, dataset: data.Dataset, epochs: int | None, seed: i
         x, xv, xt = (a.reshape(-1, 784) for a in (x, xv, xt))
         one_hot = lambda labels: keras.utils.to_categorical(labels, 10)  # noqa: E731
         # validation_data = the rows validation_split=0.2 would take (see arrays()).
-        model.fit(x, one_hot(y), epochs=epochs, batch_size=64,
+        model.fit(reshuffled_batches(x, one_hot(y), 64, seed), epochs=epochs,
                   validation_data=(xv, one_hot(yv)), callbacks=callbacks, verbose=0)
         _, accuracy = model.evaluate(xt, one_hot(yt), verbose=0)
     return {"epoch_seconds": timer.seconds[:], "steps_per_epoch": -(-len(y) // 64),

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 FRAMEWORKS = ("regjax", "keras-tensorflow", "keras-jax", "pytorch")
 NUMBER = r"-?\d+(\.\d+)?"
@@ -55,3 +57,33 @@ def test_parity_smoke(tmp_path):
         printed = next(l for l in result.stdout.splitlines() if l.startswith(row["technique"]))
         mean = 100 * sum(row["regjax"]) / 2
         assert printed.split()[1] == f"{mean:.2f}"
+
+
+def test_the_keras_reference_reshuffles_every_epoch_reproducibly():
+    """The parity reference trains as the notebook does: every epoch of model.fit sees each
+    row once, in a new order, and the same seed gives the same orders (a seeded
+    fit(shuffle=True) on TensorFlow replays one order; benchmarks/peers.py says why)."""
+    import keras
+
+    sys.path.insert(0, str(BENCHMARKS))
+    import peers
+
+    def epoch_orders(seed):  # as peers.run_keras seeds a run
+        keras.utils.set_random_seed(seed)
+        x, y = np.arange(20, dtype=np.float32)[:, None], np.zeros((20, 1), np.float32)
+        batches = peers.reshuffled_batches(x, y, 8, seed)
+        edges = []
+        mark = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda *_: edges.append(len(batches.served)),
+            on_epoch_end=lambda *_: edges.append(len(batches.served)))
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        model.fit(batches, epochs=3, callbacks=[mark], verbose=0)
+        return [np.concatenate(batches.served[a:b]) for a, b in zip(edges[::2], edges[1::2])]
+
+    orders = epoch_orders(seed=0)
+    for order in orders:
+        np.testing.assert_array_equal(np.sort(order), np.arange(20))  # each row once
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    for a, b in zip(orders, epoch_orders(seed=0)):
+        np.testing.assert_array_equal(a, b)
