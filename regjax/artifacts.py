@@ -164,9 +164,15 @@ def _name(path: tuple) -> str:
     return "/".join(map(str, path))
 
 
+def named_arrays(params: nnx.State, batch_stats: nnx.State) -> dict[str, np.ndarray]:
+    """A model's arrays under the names model.npz gives them: "params/head/hidden/0/kernel",
+    "batch_stats/head/norms/0/mean", ..."""
+    return {_name(k): v for k, v in _flat(params, batch_stats).items()}
+
+
 def save_model(path: str | os.PathLike, model: TrainedModel) -> None:
     _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
-    arrays = {_name(k): v for k, v in _flat(params, batch_stats).items()}
+    arrays = named_arrays(params, batch_stats)
     arrays[CONFIG_KEY] = np.asarray(json.dumps(model.config.to_dict()))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 

@@ -12,6 +12,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "regjax-tests-jax-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# Keras is the tests' oracle (tests/keras_oracle.py), on its JAX backend: no TensorFlow.
+os.environ["KERAS_BACKEND"] = "jax"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -1,0 +1,112 @@
+"""Keras as the test oracle: the Keras model equivalent to a regjax Config, with a model's
+weights carried over from regjax's named arrays (the names model.npz uses).
+
+Keras runs on its JAX backend here (no TensorFlow needed; conftest.py selects it before
+Keras is first imported). The notebook runs on TensorFlow, where Keras computes the
+cross-entropy of a softmax output from its logits; Keras' JAX backend instead clips the
+probabilities to [1e-7, 1 - 1e-7]. So the oracle model ends in logits and its loss is the
+notebook's loss with `from_logits=True`: the arithmetic the notebook does on TensorFlow.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
+
+assert keras.backend.backend() == "jax", "conftest.py sets KERAS_BACKEND=jax"
+
+
+def regularizer(config: Config):
+    """The notebook's kernel_regularizer for `config`'s penalties (None without any)."""
+    if config.l1 and config.l2:
+        return keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
+    if config.l1:
+        return keras.regularizers.l1(config.l1)
+    return keras.regularizers.l2(config.l2) if config.l2 else None
+
+
+def notebook_loss(smoothing: float):
+    """The notebook's loss (its custom_loss when smoothing > 0) on one-hot targets, from
+    logits."""
+    def loss(y_true, logits):
+        y_smooth = y_true * (1 - smoothing) + smoothing / NUM_CLASSES
+        return keras.losses.categorical_crossentropy(y_smooth, logits, from_logits=True)
+    return loss
+
+
+def keras_model(config: Config) -> keras.Sequential:
+    """The notebook's Keras model for `config` (Dense+ReLU, then BatchNormalization and
+    Dropout where the config has them; the CNN's Conv2D and MaxPooling2D first), ending in
+    logits, compiled with Adam (Keras' defaults) and the notebook's loss, with accuracy."""
+    layers, reg = keras.layers, regularizer(config)
+    if config.model == "cnn":
+        # regjax penalises the convolution's kernel too when a penalty is set.
+        stack = [keras.Input((*IMAGE_SHAPE, 1)),
+                 layers.Conv2D(32, (3, 3), activation="relu", kernel_regularizer=reg),
+                 layers.MaxPooling2D((2, 2)), layers.Flatten()]
+    else:
+        stack = [keras.Input((IMAGE_SHAPE[0] * IMAGE_SHAPE[1],))]
+    for units in config.hidden:
+        stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg))
+        if config.batchnorm:
+            stack.append(layers.BatchNormalization())
+        if config.dropout:
+            stack.append(layers.Dropout(config.dropout))
+    stack.append(layers.Dense(NUM_CLASSES))
+    model = keras.Sequential(stack)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=notebook_loss(config.label_smoothing), metrics=["categorical_accuracy"])
+    return model
+
+
+def keras_order(config: Config) -> list[str]:
+    """regjax's names of the arrays of keras_model(config).get_weights(), in its order."""
+    order = ["params/kernel", "params/bias"] if config.model == "cnn" else []
+    for i in range(len(config.hidden)):
+        order += [f"params/head/hidden/{i}/kernel", f"params/head/hidden/{i}/bias"]
+        if config.batchnorm:  # gamma, beta, moving mean, moving variance
+            order += [f"params/head/norms/{i}/scale", f"params/head/norms/{i}/bias",
+                      f"batch_stats/head/norms/{i}/mean", f"batch_stats/head/norms/{i}/var"]
+    return order + ["params/head/output/kernel", "params/head/output/bias"]
+
+
+def keras_weights(arrays: dict[str, np.ndarray], config: Config) -> list[np.ndarray]:
+    """regjax's named arrays (regjax.artifacts.named_arrays, or a model.npz) in the order of
+    keras_model(config).get_weights(). Both frameworks keep Dense kernels as [in, out] and
+    the convolution's as [3, 3, in, out]."""
+    return [np.asarray(arrays[name]) for name in keras_order(config)]
+
+
+def keras_inputs(images: np.ndarray, config: Config) -> np.ndarray:
+    """uint8 images as the notebook feeds them: /255 as float32, flattened for the MLP,
+    with a channel axis for the CNN."""
+    x = images.astype(np.float32) / 255.0
+    return x[..., None] if config.model == "cnn" else x.reshape(len(x), -1)
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def keras_stop_epoch(values, patience, min_delta=0.0, restore_best_weights=False):
+    """keras.callbacks.EarlyStopping(monitor='val_loss') driven epoch by epoch with `values`
+    as val_loss: returns (0-based epoch at which it stops training or None, the 0-based
+    epoch whose weights it leaves in the model). The model's only weight is the epoch."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    callback = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                             min_delta=min_delta,
+                                             restore_best_weights=restore_best_weights)
+    callback.set_model(model)
+    model.stop_training = False
+    callback.on_train_begin()
+    stopped = None
+    for epoch, value in enumerate(values):
+        model.set_weights([np.full((1, 1), epoch, np.float32)])
+        callback.on_epoch_end(epoch, {"val_loss": value})
+        if model.stop_training:
+            stopped = epoch
+            break
+    callback.on_train_end()
+    return stopped, int(model.get_weights()[0][0, 0])
