@@ -1,15 +1,18 @@
 """Output directories: refused when in use, not empty, unwritable or too small; nothing of a
-user's is deleted; two runs never mix their files."""
+user's is deleted; two runs never mix their files. A saved model.npz in Keras."""
 
+import json
 import os
 import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
-from regjax import artifacts
-from regjax.config import preset
+from regjax import artifacts, data
+from regjax.config import Config, preset
+from tests import keras_oracle as oracle
 from tests.helpers import ROOT, one_line_error, script
 
 
@@ -102,3 +105,29 @@ def test_a_directory_in_use_is_refused_until_its_holder_ends(tmp_path, tiny_idx_
     lock = artifacts.prepare_output_dir(out, resume=False, overwrite=True, needed_bytes=0)
     lock.release()
     assert not (out / "history.json").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ("--technique", "batchnorm", "--l2", "0.001"),  # batch-norm statistics and a penalty
+    ("--technique", "label_smoothing",),  # the notebook's smoothed loss in test_loss
+    ("--technique", "augmentation", "--hidden", "32")])  # the CNN: conv layout, flatten order
+def test_a_model_npz_from_train_py_gives_keras_the_same_test_metrics(tmp_path, tiny_idx_dir,
+                                                                     args):
+    """The weights train.py writes, loaded into the notebook's Keras model, evaluate on the
+    test split to the test_loss and test_accuracy train.py reported (penalties and smoothing
+    in the loss, as Keras reports it). Both evaluate in float32: the loss agrees to ~1e-6
+    relative; accuracy exactly unless a row's top two logits are within rounding."""
+    out = tmp_path / "run"
+    result = run_cli(*args, "--epochs", 1, "--data-dir", tiny_idx_dir, "--output-dir", out)
+    assert result.returncode == 0, result.stderr
+    history = json.loads((out / "history.json").read_text())
+    config = Config.from_dict(history["config"])
+    model = oracle.keras_model(config)
+    with np.load(out / "model.npz") as archive:
+        model.set_weights(oracle.keras_weights(dict(archive), config))
+    test = data.read_idx_dataset("tiny", tiny_idx_dir).test
+    loss, accuracy = model.evaluate(oracle.keras_inputs(test.images, config),
+                                    oracle.one_hot(test.labels), batch_size=len(test),
+                                    verbose=0)
+    assert history["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert history["test_accuracy"] == pytest.approx(accuracy, abs=1 / len(test))

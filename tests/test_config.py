@@ -1,11 +1,17 @@
-"""The config: each preset is the notebook's set-up, and the presets' descriptions are the
-ones the README shows."""
+"""The config: each preset is the notebook's set-up (its settings, and its model against the
+notebook's Keras code), and the presets' descriptions are the ones the README shows."""
 
 import dataclasses
+import sys
 
+import jax
+import numpy as np
 import pytest
+from flax import nnx
 
 from regjax import config as cfg
+from regjax.models import make_model
+from tests import keras_oracle as oracle
 from tests.helpers import ROOT
 
 
@@ -34,3 +40,29 @@ def test_the_readme_shows_the_presets_table():
 def test_unknown_technique_suggests_the_closest():
     with pytest.raises(ValueError, match="did you mean 'dropout'"):
         cfg.preset("dropuot")
+
+
+def layer_summary(model) -> list[tuple]:
+    """Each layer's kind and settings, the output layer's activation left out (the notebook's
+    softmax is regjax's loss)."""
+    keys = ("units", "activation", "rate", "filters", "kernel_size", "pool_size", "momentum",
+            "epsilon", "kernel_regularizer")
+    return [(type(layer).__name__, *(str(layer.get_config().get(k)) for k in keys))
+            for layer in model.layers[:-1]] + [("Dense", model.layers[-1].units)]
+
+
+@pytest.mark.parametrize("technique", cfg.TECHNIQUES)
+def test_each_preset_builds_the_notebooks_keras_model(technique):
+    """The Keras model of each preset (tests/keras_oracle.py, built from the config) has the
+    layers, settings and parameter count of the notebook's own code for that section
+    (benchmarks/peers.py, the notebook's code as the parity benchmark runs it), and regjax's
+    model has the same number of parameters and batch-norm statistics."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers
+
+    config = cfg.preset(technique)
+    notebook, ours = peers.keras_model(technique), oracle.keras_model(config)
+    assert layer_summary(ours) == layer_summary(notebook)
+    assert ours.count_params() == notebook.count_params()
+    model = make_model(config)
+    assert sum(np.size(x) for x in jax.tree.leaves(nnx.state(model))) == notebook.count_params()

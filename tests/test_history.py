@@ -1,25 +1,11 @@
-"""The run record: Keras' EarlyStopping rule, transcribed from Keras and compared."""
+"""The run record: its early stopping against keras.callbacks.EarlyStopping itself."""
 
 import numpy as np
 import pytest
 
-from regjax.history import EarlyStopping
-
-
-def keras_stop_epoch(values, patience, min_delta=0.0):
-    """Keras' EarlyStopping.on_epoch_end, transcribed: returns the 0-based epoch at which
-    training stops, or None."""
-    # MonitorCallback: min_delta = abs(min_delta), negated when the monitor_op is less.
-    min_delta = -abs(min_delta)
-    best, wait = None, 0
-    for epoch, current in enumerate(values):
-        wait += 1
-        if best is None or current - min_delta < best:  # _is_improvement
-            best, wait = current, 0
-            continue
-        if wait >= patience and epoch > 0:
-            return epoch
-    return None
+from regjax.config import Config
+from regjax.history import EarlyStopping, RunRecord
+from tests.keras_oracle import keras_stop_epoch
 
 
 def our_stop_epoch(values, patience, min_delta=0.0):
@@ -39,21 +25,35 @@ def our_stop_epoch(values, patience, min_delta=0.0):
     ([3.0, 2.0, 1.0, 0.5], 1, None),
 ])
 def test_early_stopping_stops_where_keras_does(values, patience, expected):
-    assert keras_stop_epoch(values, patience) == expected
+    assert keras_stop_epoch(values, patience)[0] == expected
     assert our_stop_epoch(values, patience) == expected
 
 
 def test_early_stopping_matches_keras_on_random_sequences():
+    """Stop epoch and, with restore_best_weights, the epoch whose weights remain (regjax's
+    record's best epoch when it restores, else the last epoch run), over 300 sequences with
+    ties and min_delta."""
     rng = np.random.default_rng(0)
-    for _ in range(500):
+    for _ in range(300):
         values = list(np.round(rng.uniform(0, 1, rng.integers(1, 15)), 1))
         patience, min_delta = int(rng.integers(0, 5)), float(rng.choice([0.0, 0.05]))
-        assert our_stop_epoch(values, patience, min_delta) == keras_stop_epoch(
-            values, patience, min_delta)
+        restore = bool(rng.integers(2))
+        stopped, kept = keras_stop_epoch(values, patience, min_delta, restore)
+        config = Config(early_stopping=True, patience=patience, min_delta=min_delta,
+                        restore_best_weights=restore, epochs=len(values))
+        record = RunRecord.new(config, steps_per_epoch=1)
+        for value in values:
+            if record.observe({"loss": 1.0, "accuracy": 0.5},
+                              {"loss": float(value), "accuracy": 0.5}, 0.1).done:
+                break
+        assert record.stopped_early == (stopped is not None)
+        assert record.epochs_run == (len(values) if stopped is None else stopped + 1)
+        assert (record.best_epoch - 1 if restore else record.epochs_run - 1) == kept
 
 
 def test_min_delta_demands_a_decrease_larger_than_it():
     # 1.0 -> 0.96 is a decrease of 0.04: not an improvement with min_delta 0.05.
     values = [1.0, 0.96, 0.93, 0.9]
-    assert keras_stop_epoch(values, 1, 0.05) == our_stop_epoch(values, 1, 0.05) == 1
+    assert keras_stop_epoch(values, 1, 0.05)[0] == our_stop_epoch(values, 1, 0.05) == 1
+    assert keras_stop_epoch([1.0, 0.96, 0.92, 0.88], 1, 0.03)[0] is None
     assert our_stop_epoch([1.0, 0.96, 0.92, 0.88], 1, 0.03) is None

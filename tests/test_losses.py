@@ -1,16 +1,20 @@
-"""Gradients of every loss term against closed forms and finite differences."""
-
-import dataclasses
+"""Every loss term against Keras (its regularizers, the notebook's smoothed loss) and closed
+forms; finite differences only where regjax defines its own derivative."""
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from jax.test_util import check_grads
 
 from regjax import config as cfg
-from regjax.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels
+from regjax.artifacts import named_arrays
+from regjax.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels, weight_penalty
+from regjax.models import make_model
+from tests import keras_oracle as oracle
 from tests.helpers import loss_function
 
 
@@ -95,9 +99,44 @@ def test_smoothed_cross_entropy_value_and_gradient(smoothing):
     np.testing.assert_allclose(grad, p - targets, atol=1e-6)
 
 
-@pytest.mark.parametrize("technique", ["l1", "l2", "dropout", "batchnorm", "label_smoothing",
-                                       "augmentation"])
+@pytest.mark.parametrize("l1,l2", [(1e-3, 0.0), (0.0, 1e-3), (0.01, 0.003)])
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_penalties_match_keras_regularizers_on_the_same_model(model, l1, l2):
+    """The penalty regjax adds equals the regularization losses Keras collects from the
+    equivalent model (kernel_regularizer on the hidden layers, not biases, not the output
+    layer): the same float32 sums, to a few ulps."""
+    config = cfg.Config(model=model, hidden=(32, 16), l1=l1, l2=l2)
+    module = make_model(config)
+    keras_model = oracle.keras_model(config)
+    keras_model.set_weights(oracle.keras_weights(
+        named_arrays(*nnx.split(module, nnx.Param, nnx.BatchStat)[1:]), config))
+    np.testing.assert_allclose(weight_penalty(module.regularized_kernels(), l1, l2),
+                               sum(float(x) for x in keras_model.losses), rtol=1e-5)
+    k = module.regularized_kernels()[0]
+    if l1:
+        np.testing.assert_allclose(l1_penalty([k], l1), keras.regularizers.l1(l1)(k), rtol=1e-5)
+    if l2:
+        np.testing.assert_allclose(l2_penalty([k], l2), keras.regularizers.l2(l2)(k), rtol=1e-5)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_matches_the_notebooks_loss_from_logits(smoothing):
+    """Against the notebook's custom_loss (categorical_crossentropy of y * (1 - s) + s / 10)
+    computed by Keras from the logits, as Keras does on TensorFlow; confident and wrong
+    rows included (where Keras' JAX-backend clipping of probabilities would differ)."""
+    logits = jax.random.normal(jax.random.key(1), (64, 10)) * 12
+    labels = jax.random.randint(jax.random.key(2), (64,), 0, 10)
+    theirs = oracle.notebook_loss(smoothing)(oracle.one_hot(np.asarray(labels)), logits)
+    np.testing.assert_allclose(cross_entropy(logits, labels, smoothing), theirs, rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("technique", ["l1", "augmentation"])
 def test_full_loss_matches_finite_differences_in_float64(technique):
+    """Only where regjax writes its own derivative: l1's sign(w) * w (gradient 0 at w = 0,
+    as TensorFlow's) and the CNN's patch convolution with its first-maximum pooling rule.
+    Elsewhere the gradient is JAX's autodiff of plain jnp code, which this would test instead
+    of regjax (the Keras train_on_batch tests in test_step.py check those gradients' use)."""
     config = cfg.preset(technique, hidden=(12, 8) if technique != "augmentation" else (6,))
     with jax.enable_x64(True):
         state, full_loss = loss_function(config)
@@ -106,9 +145,8 @@ def test_full_loss_matches_finite_differences_in_float64(technique):
         k1, k2 = jax.random.split(jax.random.key(3))
         images = jax.random.uniform(k1, (6, 28, 28), dtype=jnp.float64)
         labels = jax.random.randint(k2, (6,), 0, 10)
-        key = jax.random.key(7)  # a fixed dropout mask
 
         def loss(params):
-            return full_loss(params, stats, images, labels, jnp.ones(6, jnp.float64), key)
+            return full_loss(params, stats, images, labels, jnp.ones(6, jnp.float64))
 
         check_grads(loss, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)

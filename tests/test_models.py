@@ -1,15 +1,18 @@
-"""The models: dropout, batch norm, the CNN's convolution and pooling against independent
-computations; Keras' initialisers."""
+"""The models: dropout and batch norm against Keras' layers, the CNN's convolution and
+pooling against lax's generic primitives, Keras' initialisers by their closed form."""
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
 import pytest
 from flax import nnx
+from scipy import stats
 
 from regjax import config as cfg
-from regjax.models import BN_EPSILON, BN_MOMENTUM, conv3x3_relu_maxpool, make_model
 from regjax import step
+from regjax.models import (BN_EPSILON, BN_MOMENTUM, conv3x3_relu_maxpool, inverted_dropout,
+                           make_model)
 
 
 def inputs(n=32, seed=0):
@@ -68,26 +71,41 @@ def test_every_step_draws_a_fresh_dropout_mask(rate):
         assert second == pytest.approx(first, abs=1e-5)
 
 
-def test_batchnorm_uses_batch_statistics_in_training_and_updates_moving_averages():
+def test_batchnorm_matches_keras_batchnormalization_in_training_and_inference():
+    """Outputs and moving statistics against keras.layers.BatchNormalization (momentum 0.99,
+    epsilon 1e-3, biased batch variance), two training calls then inference; float32 on
+    both sides, agreeing to a few ulps of values of size ~1."""
     model = make_model(cfg.Config(hidden=(16,), batchnorm=True))
     bn = model.head.norms[0]
     bn.scale[...] = jnp.linspace(0.5, 2.0, 16)
     bn.bias[...] = jnp.linspace(-1.0, 1.0, 16)
-    x = inputs()
-    h = np.asarray(pre_activation(model.head, x), np.float64)
-    mean, var = h.mean(0), h.var(0)
-    out = model.head.features(x, train=True)
-    expected = (h - mean) / np.sqrt(var + BN_EPSILON) * np.asarray(bn.scale[...]) + np.asarray(bn.bias[...])
-    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bn.mean[...], BN_MOMENTUM * 0 + (1 - BN_MOMENTUM) * mean, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(bn.var[...], BN_MOMENTUM * 1 + (1 - BN_MOMENTUM) * var, rtol=1e-5)
-    # Evaluation uses the moving statistics, not the batch's.
-    moving_mean, moving_var = np.asarray(bn.mean[...]), np.asarray(bn.var[...])
-    out = model.head.features(x, train=False)
-    expected = ((h - moving_mean) / np.sqrt(moving_var + BN_EPSILON) * np.asarray(bn.scale[...])
-                + np.asarray(bn.bias[...]))
-    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(bn.mean[...], moving_mean)  # evaluation changes nothing
+    layer = keras.layers.BatchNormalization()
+    layer.build((None, 16))
+    layer.set_weights([np.asarray(bn.scale[...]), np.asarray(bn.bias[...]),
+                       np.zeros(16, np.float32), np.ones(16, np.float32)])
+    for seed in (0, 1):  # training mode: batch statistics, moving averages updated
+        x = inputs(seed=seed)
+        h = np.asarray(pre_activation(model.head, x))
+        np.testing.assert_allclose(model.head.features(x, train=True),
+                                   layer(h, training=True), rtol=1e-5, atol=1e-5)
+        _, _, moving_mean, moving_var = layer.get_weights()
+        np.testing.assert_allclose(bn.mean[...], moving_mean, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(bn.var[...], moving_var, rtol=1e-5)
+    # Inference: the moving statistics, and nothing changes.
+    np.testing.assert_allclose(model.head.features(x, train=False), layer(h, training=False),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn.mean[...], layer.get_weights()[2], rtol=1e-5, atol=1e-7)
+    assert (BN_MOMENTUM, BN_EPSILON) == (layer.momentum, layer.epsilon)
+
+
+def test_dropout_scaling_matches_keras_dropout():
+    """Kept units are scaled by 1 / (1 - rate) as keras.layers.Dropout scales them, and
+    evaluation is the identity in both."""
+    h = jnp.ones((64, 4000))
+    ours = np.unique(np.asarray(inverted_dropout(h, 0.25, jax.random.key(0))))
+    theirs = np.unique(np.asarray(keras.layers.Dropout(0.25, seed=0)(h, training=True)))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-7)  # {0, 1 / 0.75}
+    assert len(ours) == 2
 
 
 def test_batchnorm_statistics_ignore_padded_rows():
@@ -142,3 +160,26 @@ def test_pool_gradient_goes_to_the_first_of_tied_maxima():
         for j in (0, 2):
             expected[i:i + 3, j:j + 3] += 1
     np.testing.assert_array_equal(grad_images[0], expected)
+
+
+@pytest.mark.parametrize("technique", ["baseline", "augmentation"])
+def test_initialisers_are_keras_glorot_uniform_by_fan_and_zero_biases(technique):
+    """Every kernel is uniform on +-sqrt(6 / (fan_in + fan_out)) (Kolmogorov-Smirnov against
+    that distribution), the convolution's fans counting its 3x3 receptive field (fan_in
+    3*3*1, fan_out 3*3*32); every bias is zero."""
+    model = make_model(cfg.preset(technique))
+    kernels = [layer.kernel[...] for layer in (*model.head.hidden, model.head.output)]
+    if technique == "augmentation":
+        kernels.insert(0, model.kernel[...])
+        assert model.kernel[...].shape == (3, 3, 1, 32)
+    for kernel in kernels:
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        fan_out = int(np.prod(kernel.shape[:-2])) * kernel.shape[-1]
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        values = np.asarray(kernel).ravel()
+        assert np.abs(values).max() <= limit
+        assert stats.kstest(values, "uniform", args=(-limit, 2 * limit)).pvalue > 1e-3
+    biases = [layer.bias[...] for layer in (*model.head.hidden, model.head.output)]
+    biases += [model.bias[...]] if technique == "augmentation" else []
+    for bias in biases:
+        np.testing.assert_array_equal(bias, 0)

@@ -1,14 +1,19 @@
 """The compiled program's pieces: each epoch's batches cover every row once, the shuffle's
-sort, the partial last batch."""
+sort, the partial last batch; training steps against Keras' train_on_batch; augmentation,
+batch-norm statistics and padding inside the training step."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from keras.src.legacy.preprocessing.image import apply_affine_transform
+
+from regjax import augment, rng, step
 from regjax import config as cfg
-from regjax import rng, step
+from regjax.artifacts import named_arrays
 from regjax.step import epoch_batches, stable_argsort
+from tests import keras_oracle as oracle
 
 
 @pytest.mark.parametrize("n,batch", [(48000, 64), (60000, 64), (100, 64), (64, 64), (5, 8)])
@@ -57,3 +62,121 @@ def test_each_epoch_trains_on_the_order_its_key_tree_gives(small):
                                 step.normalize(images[rows]), labels[rows],
                                 jnp.ones(len(rows)), None, knobs, train=False)
         assert step.per_model(metrics)[0]["loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+# ------------------------------------------------------------- against Keras' train_on_batch
+
+def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
+    """regjax's training step and Keras' model.train_on_batch from the same initial weights
+    over the same batches (each batch padded to config.batch_size slots for regjax, the
+    padding filled with other rows of weight 0, as an epoch's partial last batch is);
+    returns (regjax's named arrays, Keras' model, regjax's loss of the first step, Keras')."""
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    model = oracle.keras_model(config)
+    model.set_weights(oracle.keras_weights(named_arrays(state.params, state.batch_stats), config))
+    train_step = jax.jit(step.train_step, static_argnums=0)
+    losses = []
+    for i, rows in enumerate(batches):
+        slots = np.resize(np.concatenate([rows, np.arange(len(labels))]), config.batch_size)
+        weights = (np.arange(config.batch_size) < len(rows)).astype(np.float32)
+        state, metrics = train_step(program, state, images[slots], labels[slots], weights,
+                                    rng.step_key(rng.epoch_key(config.seed, 0), i), knobs)
+        keras_loss = model.train_on_batch(oracle.keras_inputs(images[rows], config),
+                                          oracle.one_hot(labels[rows]))
+        losses.append((step.per_model(metrics)[0]["loss"], float(np.ravel(keras_loss)[0])))
+    return named_arrays(state.params, state.batch_stats), model, losses
+
+
+@pytest.mark.parametrize("technique", ["baseline", "l1", "l2", "batchnorm", "label_smoothing"])
+def test_training_steps_match_keras_train_on_batch(fashion, technique):
+    """30 steps from identical weights on identical batches, the last one partial (36 rows),
+    agree with Keras in every weight, bias and batch-norm statistic, and in each step's loss.
+
+    Tolerance: both sides compute in float32 with the same formulas but in different orders
+    (XLA fuses and reassociates sums differently on each CPU), so each step's gradients differ
+    by a few float32 ulps; Adam's update is smooth in the gradient where the gradient is not
+    near zero, so after 30 steps the weights agree to ~5e-7 here (~3e-6 with batch norm), and
+    5e-5 leaves room for other CPUs. A wrong technique moves them by far more: a halved L2
+    term by ~1e-4 in 30 steps, dropped smoothing by ~1e-3, frozen batch-norm statistics by
+    their whole update (~1e-1). One exception: a Dense bias that batch norm follows has an
+    analytic gradient of zero wherever its unit is active on every row (the normalisation
+    removes any shift), so on both sides it is rounding noise, which Adam turns into steps
+    of up to the learning rate; it can only be held to that bound (measured 1.3e-5 here)."""
+    config = cfg.preset(technique)
+    images, labels = fashion.train.images[:2000], fashion.train.labels[:2000].astype(np.int32)
+    batches = [np.arange(64 * i, 64 * (i + 1)) for i in range(29)] + [np.arange(1856, 1892)]
+    ours, model, losses = run_both(config, images, labels, batches)
+    theirs = model.get_weights()
+    for name, a, b in zip(oracle.keras_order(config), oracle.keras_weights(ours, config), theirs):
+        noise_only = config.batchnorm and name.startswith("params/head/hidden/") \
+            and name.endswith("/bias")
+        atol = config.learning_rate * len(batches) if noise_only else 5e-5
+        np.testing.assert_allclose(a, b, atol=atol, rtol=0, err_msg=name)
+    # Each step's loss, before its update, as Keras reports it (penalty and smoothing in).
+    np.testing.assert_allclose(*zip(*losses), rtol=2e-5)
+
+
+def test_a_training_step_trains_on_keras_warped_images(fashion):
+    """The augmentation preset's step reports the loss of the batch warped as Keras'
+    apply_affine_transform warps it with the parameters drawn from the step's augment key,
+    and not that of the unwarped batch. (That evaluation never augments is checked
+    against numpy in test_training.py.) The CNN without dropout or batch norm computes the
+    same in training and evaluation mode, so the loss can be recomputed. float32 warps agree
+    with Keras' float64 to ~1e-5 per pixel, which moves the loss by ~1e-5 relative."""
+    config = cfg.preset("augmentation", hidden=(32,))
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
+    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
+    _, metrics = jax.jit(step.train_step, static_argnums=0)(
+        program, state, images, labels, jnp.ones(64), key, knobs)
+    reported = step.per_model(metrics)[0]["loss"]
+    p = augment.sample_affine_params(rng.augment_key(key), 64, 28, 28, rotation_range=10,
+                                     shift_range=0.1, shear_range=0.2, zoom_range=0.2)
+    warped = np.stack([apply_affine_transform(
+        image[..., None].astype(np.float64) / 255, *[float(np.asarray(v)[i]) for v in p],
+        row_axis=0, col_axis=1, channel_axis=2, fill_mode="nearest", order=1)[..., 0]
+        for i, image in enumerate(images)])
+
+    def loss_of(x):
+        return float(step.loss(program, state.params, state.batch_stats,
+                               jnp.asarray(x, jnp.float32), labels, jnp.ones(64), None, knobs,
+                               train=False)[0])
+
+    assert reported == pytest.approx(loss_of(warped), rel=1e-4)
+    assert reported != pytest.approx(loss_of(images / 255), rel=1e-3)
+
+
+def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
+    """A partial batch of 36 rows padded to 64 slots with other real rows of weight 0: the
+    moving statistics after the step are numpy's statistics of the 36 rows (mean and biased
+    variance of each hidden layer's ReLU output, entering with weight 1 - 0.99), and the
+    gradients (Adam's first moment after one step, m = 0.1 g) equal those of the 36 rows
+    alone (to float32 rounding of sums over different row counts: 1e-4 of each array's
+    largest entry). Statistics, float32 against float64: ~1e-6."""
+    config = cfg.preset("batchnorm")
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
+    weights = (np.arange(64) < 36).astype(np.float32)
+    train_step = jax.jit(step.train_step, static_argnums=0)
+    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
+    padded, _ = train_step(program, state, images, labels, weights, key, knobs)
+    alone, _ = train_step(program, state, images[:36], labels[:36], np.ones(36, np.float32),
+                          key, knobs)
+    for a, b in zip(jax.tree.leaves(padded.opt_state.m), jax.tree.leaves(alone.opt_state.m)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+    # numpy: each hidden layer's batch statistics over the 36 real rows.
+    w = {k: np.asarray(v, np.float64) for k, v in named_arrays(state.params, state.batch_stats).items()}
+    after = named_arrays(padded.params, padded.batch_stats)
+    x = images[:36].reshape(36, -1).astype(np.float64) / 255
+    for i in range(2):
+        x = np.maximum(x @ w[f"params/head/hidden/{i}/kernel"] + w[f"params/head/hidden/{i}/bias"], 0)
+        mean, var = x.mean(0), x.var(0)
+        np.testing.assert_allclose(after[f"batch_stats/head/norms/{i}/mean"],
+                                   0.99 * 0.0 + 0.01 * mean, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(after[f"batch_stats/head/norms/{i}/var"],
+                                   0.99 * 1.0 + 0.01 * var, rtol=1e-5)
+        x = ((x - mean) / np.sqrt(var + 1e-3) * w[f"params/head/norms/{i}/scale"]
+             + w[f"params/head/norms/{i}/bias"])

@@ -1,5 +1,6 @@
-"""The host loop (regjax.training): end-to-end training on real Fashion-MNIST, restoring the
-best weights, reproducibility, evaluation of a trained model, and memory errors."""
+"""The host loop (regjax.training): early stopping and restored weights against Keras'
+callback, every reported number against numpy, end-to-end training on real Fashion-MNIST,
+reproducibility, evaluation of a trained model, and memory errors."""
 
 import dataclasses
 
@@ -11,21 +12,107 @@ from flax import nnx
 import regjax
 from regjax import config as cfg
 from regjax import data
+from regjax.artifacts import named_arrays
 from regjax.devices import OutOfMemory
+from regjax.models import make_model
 from tests.helpers import quiet, without_timing
+from tests.keras_oracle import keras_stop_epoch
 
 
-def test_restore_best_weights_restores_the_lowest_val_loss(small):
+def test_fit_stops_and_restores_where_keras_earlystopping_does_on_its_own_val_losses(small):
+    """keras.callbacks.EarlyStopping driven with the run's own val_loss series stops at the
+    epoch fit stopped at (not before) and keeps the weights of the epoch fit restored."""
     train, val, _ = small
-    config = cfg.preset("early_stopping", epochs=8, patience=1, restore_best_weights=True,
-                        learning_rate=0.02, hidden=(64,))
-    history, model = regjax.fit(config, train, val, log=quiet)
-    best = int(np.argmin(history["val_loss"]))
-    assert history["best_epoch"] == best + 1
-    final = regjax.evaluate(model, val)
-    assert final["loss"] == pytest.approx(history["val_loss"][best], rel=1e-5)
-    if best != len(history["val_loss"]) - 1:
-        assert final["loss"] != pytest.approx(history["val_loss"][-1], rel=1e-5)
+    stopped_early = []
+    for seed in (0, 1):
+        config = cfg.preset("early_stopping", epochs=10, patience=1, restore_best_weights=True,
+                            learning_rate=0.02, hidden=(64,), seed=seed)
+        history, model = regjax.fit(config, train, val, log=quiet)
+        stopped, kept = keras_stop_epoch(history["val_loss"], config.patience,
+                                         restore_best_weights=True)
+        assert history["stopped_early"] == (stopped is not None)
+        assert history["epochs_run"] == (config.epochs if stopped is None else stopped + 1)
+        assert history["best_epoch"] == kept + 1
+        final = regjax.evaluate(model, val)
+        assert final["loss"] == pytest.approx(history["val_loss"][kept], rel=1e-6)
+        stopped_early.append(history["stopped_early"] and kept != stopped)
+    assert any(stopped_early)  # the case that matters: stopped, and restored an earlier epoch
+
+
+# ------------------------------------------------- reported numbers against numpy (float64)
+
+def numpy_logits(arrays: dict, config: cfg.Config, images: np.ndarray, train: bool):
+    """The notebook's forward pass in numpy float64 from model.npz-named arrays: the CNN's
+    3x3 'valid' convolution, ReLU and 2x2 max-pool, then Dense+ReLU layers with batch norm
+    (batch statistics with biased variance in training, moving statistics otherwise) and
+    the output Dense layer's logits. No dropout or augmentation (evaluation's path)."""
+    w = {k: np.asarray(v, np.float64) for k, v in arrays.items()}
+    x = images.astype(np.float64) / 255.0
+    if config.model == "cnn":
+        windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))
+        conv = np.einsum("bijkl,klf->bijf", windows, w["params/kernel"][:, :, 0])
+        conv = np.maximum(conv + w["params/bias"], 0)
+        b, h, wd, f = conv.shape
+        conv = conv[:, :h // 2 * 2, :wd // 2 * 2]
+        x = conv.reshape(b, h // 2, 2, wd // 2, 2, f).max(axis=(2, 4))
+    x = x.reshape(len(x), -1)
+    for i in range(len(config.hidden)):
+        x = np.maximum(x @ w[f"params/head/hidden/{i}/kernel"] + w[f"params/head/hidden/{i}/bias"], 0)
+        if config.batchnorm:
+            mean, var = (x.mean(0), x.var(0)) if train else (
+                w[f"batch_stats/head/norms/{i}/mean"], w[f"batch_stats/head/norms/{i}/var"])
+            x = ((x - mean) / np.sqrt(var + 1e-3) * w[f"params/head/norms/{i}/scale"]
+                 + w[f"params/head/norms/{i}/bias"])
+    return x @ w["params/head/output/kernel"] + w["params/head/output/bias"]
+
+
+def numpy_metrics(arrays: dict, config: cfg.Config, split, train: bool = False):
+    """(loss, accuracy, the number of rows whose top two logits are too close for float32 to
+    order reliably) as Keras reports them: mean cross-entropy on the smoothed targets plus
+    l1 * sum|W| + l2 * sum W^2 over the penalised kernels."""
+    logits = numpy_logits(arrays, config, split.images, train)
+    shifted = logits - logits.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    s = config.label_smoothing
+    targets = np.eye(10)[split.labels] * (1 - s) + s / 10
+    kernels = [np.asarray(arrays[k], np.float64) for k in arrays
+               if k.endswith("kernel") and "output" not in k]
+    penalty = sum(config.l1 * np.abs(k).sum() + config.l2 * np.square(k).sum() for k in kernels)
+    top2 = np.sort(logits, 1)[:, -2:]
+    return (float(-(targets * log_p).sum(1).mean() + penalty),
+            float((logits.argmax(1) == split.labels).mean()),
+            int((top2[:, 1] - top2[:, 0] < 1e-4).sum()))
+
+
+def arrays_of(module) -> dict:
+    return named_arrays(*nnx.split(module, nnx.Param, nnx.BatchStat)[1:])
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(batchnorm=True, l1=1e-3, l2=1e-3, label_smoothing=0.1),
+    dict(technique="augmentation", hidden=(32,), l2=1e-3)])
+def test_every_reported_number_equals_numpy_from_the_same_weights(small, overrides):
+    """loss and accuracy of a one-step epoch (from the initial weights, training mode: batch
+    statistics), and val_loss, val_accuracy, test_loss and test_accuracy (from the trained
+    weights, evaluation mode: moving statistics, no augmentation), penalties and smoothing
+    included, against numpy in float64. float32 sums of ~1e3 terms carry a relative error of
+    ~1e-6; an accuracy may differ only by rows whose top two logits float32 cannot order."""
+    overrides = dict(overrides)
+    technique = overrides.pop("technique", "baseline")
+    train, val, test = small
+    train = data.Split(train.images[:64], train.labels[:64])  # one step: batch 64
+    config = cfg.preset(technique, epochs=1, validation="split", **overrides)
+    history, model = regjax.fit(config, train, val, test, log=quiet)
+    initial = arrays_of(make_model(config))
+    checks = [(history["val_loss"][0], history["val_accuracy"][0], arrays_of(model.module), val),
+              (history["test_loss"], history["test_accuracy"], arrays_of(model.module), test)]
+    if not config.augment:  # a training step's input is a random warp of the batch
+        checks.append((history["loss"][0], history["accuracy"][0], initial, train))
+    for i, (loss, accuracy, arrays, split) in enumerate(checks):
+        expected_loss, expected_accuracy, close = numpy_metrics(arrays, config, split,
+                                                                train=i == 2)
+        assert loss == pytest.approx(expected_loss, rel=1e-5)
+        assert abs(accuracy - expected_accuracy) <= close / len(split)
 
 
 def test_one_epoch_of_baseline_on_fashion_mnist_reaches_80_percent_reproducibly(fashion):
