@@ -20,10 +20,10 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 from common import available, run_worker  # benchmarks/common.py
 
+from regjax.artifacts import atomic_write
 from regjax.config import TECHNIQUES
 from regjax.report import versus
 
@@ -96,10 +96,10 @@ def main(argv=None) -> int:
             line += f" {'-':>15s} {'-':>8s} {'-':>15s} {'-':>6s} {epochs:>11s}"
         table.append(row)
         print(line, flush=True)
+        if args.json:  # after every technique: a long run stopped early keeps what it did
+            atomic_write(args.json, lambda f: f.write(json.dumps(table, indent=2).encode()))
     if flagged:
         print(f"# regjax is more than 1 pp below the reference on: {', '.join(flagged)}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(table, indent=2))
     return 0
 
 
