@@ -32,6 +32,13 @@ def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier report in --output-dir (deletes only its files)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--shard", metavar="I/N",
+                   help="train only share I of N of the models (0 <= I < N; models I, I+N, "
+                        "I+2N, ...) and write their results.json, for running a command on "
+                        "several machines; then --merge the shares' directories")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                   help="write the report from the results.json of every share of one "
+                        "command (trains nothing; the other flags come from the shares)")
 
 
 def check_counts(args, parser) -> None:
@@ -39,10 +46,20 @@ def check_counts(args, parser) -> None:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.shard is not None and args.merge:
+        parser.error("--shard trains a share, --merge reports from shares: give one of them")
+    if args.shard is not None:
+        from regjax.shards import parse_shard
+
+        try:
+            args.shard = parse_shard(args.shard)
+        except ValueError as e:
+            parser.error(str(e))
 
 
-def run_report(args, parser, write) -> int:
-    """Locks the output directory, loads the data and calls write(dataset); a problem the
+def run_report(args, parser, write, script: str, report) -> int:
+    """Locks the output directory; with --merge, reports from the shares' results
+    (report(results, how)); otherwise loads the data and calls write(dataset). A problem the
     user can fix is one line on stderr and exit status 1."""
     from regjax.devices import use_cpu_devices
 
@@ -50,14 +67,18 @@ def run_report(args, parser, write) -> int:
     errors = user_errors()
     lock = None
     try:
-        from regjax import artifacts
+        from regjax import artifacts, shards
 
         lock = artifacts.prepare_output_dir(args.output_dir, resume=False,
                                             overwrite=args.overwrite, needed_bytes=10_000_000,
                                             owned=OUTPUTS)
+        if args.merge:
+            results = shards.merge(args.merge, script)
+            artifacts.write_json(args.output_dir / RESULTS, results)
+            return report(results, shards.describe(results["code"], len(args.merge)))
         dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
         return write(dataset)
-    except errors as e:
+    except (*errors, shards.MergeError) as e:
         return fail(parser.prog, str(e))
     finally:
         if lock is not None:
@@ -97,13 +118,17 @@ def failures(groups: dict[str, list[dict]]) -> list[str]:
             for name, runs in groups.items() for run in runs if run["status"] != "completed"]
 
 
-def header(title: str, dataset: data.Dataset, argv: list[str], script: str) -> str:
+def this_machine() -> str:
     import jax
 
-    return (f"# {title}\n\n"
-            f"Produced by `{shlex.join(['python', script, *argv])}` on {dataset.name} "
-            f"({dataset.source}), jax {jax.__version__}, {jax.devices()[0].device_kind} "
-            f"({platform.machine()}, {jax.local_device_count()} device(s)).\n")
+    return (f"jax {jax.__version__}, {jax.devices()[0].device_kind} ({platform.machine()}, "
+            f"{jax.local_device_count()} device(s))")
+
+
+def header(title: str, results: dict, how: str) -> str:
+    """The report's title and where it came from (`how`: the machine, or the shares)."""
+    return (f"# {title}\n\nProduced by `{results['command']}` on {results['dataset']} "
+            f"({results['data_source']}), {how}.\n")
 
 
 COLUMNS = """\
@@ -117,12 +142,34 @@ per setting that would detect a difference of this size four times in five.
 """
 
 
-def write_results(path: Path, artifacts, argv, script, dataset, groups, wall, **extra):
-    artifacts.write_json(path, {
-        "command": shlex.join(["python", script, *argv]), "dataset": dataset.name,
-        "data_source": dataset.source, **extra,
-        "groups": {name: {"wall_seconds": wall[name], "runs": runs}
-                   for name, runs in groups.items()}})
+def train_and_report(args, argv: list[str], script: str, batches, dataset: data.Dataset,
+                     report, **extra) -> int:
+    """Trains `batches` (or --shard's share of them), writes results.json, then (unless a
+    share) report(results, how)."""
+    from regjax import artifacts, shards
+
+    mine, numbers = shards.take(batches, args.shard)
+    groups, wall = train_groups(mine, dataset, args.quiet)
+    results = {"command": shlex.join(["python", script, *argv]), "dataset": dataset.name,
+               "data_source": dataset.source, "code": shards.code_versions(), **extra,
+               "groups": {name: {"wall_seconds": wall[name], "runs": runs}
+                          for name, runs in groups.items()}}
+    out = args.output_dir
+    if args.shard is None:
+        artifacts.write_json(out / RESULTS, results)
+        return report(results, this_machine())
+    numbered = iter(numbers)
+    models: dict[str, list[int]] = {}
+    for _, members in mine:
+        for name, _ in members:
+            models.setdefault(name, []).append(next(numbered))
+    command = shlex.join(["python", script, *shards.common_command(argv)])
+    artifacts.write_json(out / RESULTS, {**results, "command": command,
+                                          "shard": list(args.shard), "models": models})
+    index, count = args.shard
+    print(f"wrote share {index}/{count} ({len(numbers)} models) to {out / RESULTS}; when "
+          f"every share is done: python {script} --merge DIR1 DIR2 ... --output-dir DIR")
+    return 0
 
 
 # ----------------------------------------------------------------------------- compare
@@ -157,22 +204,22 @@ def compare_main(argv: list[str] | None = None) -> int:
                            for seed in range(args.seeds)]) for name in names]
     except ValueError as e:
         parser.error(str(e))
-    return run_report(args, parser, lambda dataset: write_comparison(args, argv, batches,
-                                                                      dataset))
+    script = "scripts/compare.py"
+    report = lambda results, how: write_comparison(args.output_dir, results, how)  # noqa: E731
+    return run_report(args, parser, lambda dataset: train_and_report(
+        args, argv, script, batches, dataset, report, seeds=args.seeds), script, report)
 
 
-def write_comparison(args, argv, batches, dataset) -> int:
-    from regjax import artifacts, report
+def write_comparison(out: Path, results: dict, how: str) -> int:
+    from regjax import report
 
-    groups, wall = train_groups(batches, dataset, args.quiet)
-    out = args.output_dir
-    write_results(out / RESULTS, artifacts, argv, "scripts/compare.py", dataset, groups, wall,
-                  seeds=args.seeds)
+    groups = {name: group["runs"] for name, group in results["groups"].items()}
+    wall = {name: group["wall_seconds"] for name, group in results["groups"].items()}
     rows, table = report.comparison_table(groups, wall, reference="baseline")
     report.plot_curves(groups, out / CURVES)
     report.plot_summary(rows, groups, out / SUMMARY)
-    head = header("Regularization techniques compared", dataset, argv, "scripts/compare.py")
-    body = (f"\n{args.seeds} seeds per technique, ranked by mean test accuracy.\n\n"
+    head = header("Regularization techniques compared", results, how)
+    body = (f"\n{results['seeds']} seeds per technique, ranked by mean test accuracy.\n\n"
             + table + "\n\n" + COLUMNS)
     return write_report(out, head + body, table, groups, (CURVES, SUMMARY))
 

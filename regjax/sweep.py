@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
-from regjax.compare import (RESULTS, SWEEP_PLOT, check_counts, common_flags, header,
-                            report_parser, run_report, train_groups, write_report,
-                            write_results)
+from regjax.compare import (SWEEP_PLOT, check_counts, common_flags, header, report_parser,
+                            run_report, train_and_report, write_report)
 from regjax.config import TECHNIQUES, Config, preset
 
 # What `sweep.py --technique T` varies unless --knob says otherwise.
@@ -38,11 +38,11 @@ def sweep_parser() -> argparse.ArgumentParser:
         "the preset's rotation, shift, shear and zoom ranges; 1 = the notebook's)\n\n"
         "example:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "
         "--seeds 3")
-    p.add_argument("--technique", required=True, metavar="NAME",
+    p.add_argument("--technique", metavar="NAME",
                    help=f"preset to start from: {', '.join(TECHNIQUES)}")
     p.add_argument("--knob", choices=KNOBS,
                    help="what to vary (default: the technique's own knob, e.g. l2 for l2)")
-    p.add_argument("--values", required=True, metavar="LIST",
+    p.add_argument("--values", metavar="LIST",
                    help="comma-separated values of the knob, e.g. 0,1e-4,1e-3")
     common_flags(p, "runs/sweep")
     p.set_defaults(seeds=3)
@@ -79,20 +79,25 @@ def sweep_main(argv: list[str] | None = None) -> int:
     parser = sweep_parser()
     args = parser.parse_args(argv)
     check_counts(args, parser)
+    script = "scripts/sweep.py"
+    report = lambda results, how: write_sweep(args.output_dir, results, how)  # noqa: E731
+    if args.merge:  # the technique, knob and values come from the shares
+        return run_report(args, parser, None, script, report)
+    if args.technique is None or args.values is None:
+        parser.error("--technique and --values are required (unless --merge)")
     knob, values, members = sweep_members(args, parser)
-    return run_report(args, parser, lambda dataset: write_sweep(args, argv, knob, values,
-                                                                 members, dataset))
-
-
-def write_sweep(args, argv, knob, values, members, dataset) -> int:
-    from regjax import artifacts, report
-
     label = f"{args.technique}: {knob} in {args.values}"
-    groups, wall = train_groups([(label, members)], dataset, args.quiet)
-    out = args.output_dir
-    write_results(out / RESULTS, artifacts, argv, "scripts/sweep.py", dataset, groups, wall,
-                  technique=args.technique, knob=knob, values=values, seeds=args.seeds)
-    rows = [{"value": v, **(report.group_stats(groups[f"{knob}={v:g}"]) or {})}
+    return run_report(args, parser, lambda dataset: train_and_report(
+        args, argv, script, [(label, members)], dataset, report, technique=args.technique,
+        knob=knob, values=values, seeds=args.seeds), script, report)
+
+
+def write_sweep(out: Path, results: dict, how: str) -> int:
+    from regjax import report
+
+    knob, values, seeds = results["knob"], results["values"], results["seeds"]
+    groups = {name: group["runs"] for name, group in results["groups"].items()}
+    rows = [{"value": v, **(report.group_stats(groups.get(f"{knob}={v:g}", [])) or {})}
             for v in values]
     report.plot_sweep(knob, rows, out / SWEEP_PLOT)
     table = report.markdown_table(
@@ -103,8 +108,9 @@ def write_sweep(args, argv, knob, values, members, dataset) -> int:
           f"{report.pct(r['gap_mean'])} ± {report.pct(r['gap_std'])}",
           f"{r['epochs_mean']:.1f}"] if "runs" in r else
          [f"{r['value']:g}", "no run completed", "—", "—", "—"] for r in rows])
-    seconds = next(iter(wall.values()))
-    text = (header(f"Sweep of {knob} for {args.technique}", dataset, argv, "scripts/sweep.py")
-            + f"\n{len(values)} values x {args.seeds} seeds = {len(members)} models, trained "
+    seconds = max(group["wall_seconds"] for group in results["groups"].values())
+    models = sum(len(runs) for runs in groups.values())
+    text = (header(f"Sweep of {knob} for {results['technique']}", results, how)
+            + f"\n{len(values)} values x {seeds} seeds = {models} models, trained "
               f"together in one program in {seconds:.0f} s.\n\n" + table + "\n")
     return write_report(out, text, table, groups, (SWEEP_PLOT,))
