@@ -2,7 +2,6 @@
 run's randomness, follows its single run, and stops early on its own."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -3,11 +3,9 @@ to an uninterrupted one; interruption, divergence and output-directory safety.""
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-import types
 
 import jax
 import jax.numpy as jnp

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 import pytest
-from flax import nnx
 from scipy import stats
 
 from regjax import config as cfg

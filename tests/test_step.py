@@ -168,11 +168,13 @@ def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
     for a, b in zip(jax.tree.leaves(padded.opt_state.m), jax.tree.leaves(alone.opt_state.m)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
     # numpy: each hidden layer's batch statistics over the 36 real rows.
-    w = {k: np.asarray(v, np.float64) for k, v in named_arrays(state.params, state.batch_stats).items()}
+    w = {k: np.asarray(v, np.float64)
+         for k, v in named_arrays(state.params, state.batch_stats).items()}
     after = named_arrays(padded.params, padded.batch_stats)
     x = images[:36].reshape(36, -1).astype(np.float64) / 255
     for i in range(2):
-        x = np.maximum(x @ w[f"params/head/hidden/{i}/kernel"] + w[f"params/head/hidden/{i}/bias"], 0)
+        layer = f"params/head/hidden/{i}"
+        x = np.maximum(x @ w[f"{layer}/kernel"] + w[f"{layer}/bias"], 0)
         mean, var = x.mean(0), x.var(0)
         np.testing.assert_allclose(after[f"batch_stats/head/norms/{i}/mean"],
                                    0.99 * 0.0 + 0.01 * mean, rtol=1e-5, atol=1e-8)

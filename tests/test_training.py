@@ -57,7 +57,8 @@ def numpy_logits(arrays: dict, config: cfg.Config, images: np.ndarray, train: bo
         x = conv.reshape(b, h // 2, 2, wd // 2, 2, f).max(axis=(2, 4))
     x = x.reshape(len(x), -1)
     for i in range(len(config.hidden)):
-        x = np.maximum(x @ w[f"params/head/hidden/{i}/kernel"] + w[f"params/head/hidden/{i}/bias"], 0)
+        layer = f"params/head/hidden/{i}"
+        x = np.maximum(x @ w[f"{layer}/kernel"] + w[f"{layer}/bias"], 0)
         if config.batchnorm:
             mean, var = (x.mean(0), x.var(0)) if train else (
                 w[f"batch_stats/head/norms/{i}/mean"], w[f"batch_stats/head/norms/{i}/var"])
