@@ -39,6 +39,17 @@ def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
     p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                    help="write the report from the results.json of every share of one "
                         "command (trains nothing; the other flags come from the shares)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one process of a run over several processes or hosts, joined by "
+                        "jax.distributed (SLURM, Open MPI and Kubernetes are detected; else "
+                        "give --coordinator, --num-processes, --process-id): each trains its "
+                        "share, process 0 writes the report")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address (implies --distributed; process 0 listens there)")
+    p.add_argument("--num-processes", type=int, metavar="N", help="processes in all")
+    p.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for the other processes (default 120)")
 
 
 def check_counts(args, parser) -> None:
@@ -46,8 +57,15 @@ def check_counts(args, parser) -> None:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
-    if args.shard is not None and args.merge:
-        parser.error("--shard trains a share, --merge reports from shares: give one of them")
+    args.distributed = args.distributed or args.coordinator is not None
+    if sum(map(bool, (args.shard is not None, args.merge, args.distributed))) > 1:
+        parser.error("--shard, --merge and --distributed exclude each other: give one")
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in explicit) and None in explicit:
+        parser.error("--coordinator, --num-processes and --process-id go together")
+    if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+        parser.error(f"--process-id must be in 0..{args.num_processes - 1}, got "
+                     f"{args.process_id}")
     if args.shard is not None:
         from regjax.shards import parse_shard
 
@@ -67,18 +85,22 @@ def run_report(args, parser, write, script: str, report) -> int:
     errors = user_errors()
     lock = None
     try:
-        from regjax import artifacts, shards
+        from regjax import artifacts, distributed, shards
 
-        lock = artifacts.prepare_output_dir(args.output_dir, resume=False,
-                                            overwrite=args.overwrite, needed_bytes=10_000_000,
-                                            owned=OUTPUTS)
+        if args.distributed:  # this process trains its share; process 0 reports
+            args.shard = distributed.initialize(args.coordinator, args.num_processes,
+                                                args.process_id, args.timeout)
+        if not args.distributed or args.shard[0] == 0:
+            lock = artifacts.prepare_output_dir(args.output_dir, resume=False,
+                                                overwrite=args.overwrite,
+                                                needed_bytes=10_000_000, owned=OUTPUTS)
         if args.merge:
             results = shards.merge(args.merge, script)
             artifacts.write_json(args.output_dir / RESULTS, results)
             return report(results, shards.describe(results["code"], len(args.merge)))
         dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
         return write(dataset)
-    except (*errors, shards.MergeError) as e:
+    except (*errors, shards.MergeError, distributed.DistributedError) as e:
         return fail(parser.prog, str(e))
     finally:
         if lock is not None:
@@ -164,9 +186,21 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
         for name, _ in members:
             models.setdefault(name, []).append(next(numbered))
     command = shlex.join(["python", script, *shards.common_command(argv)])
-    artifacts.write_json(out / RESULTS, {**results, "command": command,
-                                          "shard": list(args.shard), "models": models})
+    share = {**results, "command": command, "shard": list(args.shard), "models": models}
     index, count = args.shard
+    if args.distributed:
+        from regjax.distributed import gather_json
+
+        everyone = gather_json(share)  # a collective: every process takes part
+        if index:
+            print(f"process {index}/{count}: trained {len(numbers)} models; process 0 "
+                  "writes the report")
+            return 0
+        results = shards.merge_results(
+            [(f"process {i}", r) for i, r in enumerate(everyone)], script)
+        artifacts.write_json(out / RESULTS, results)
+        return report(results, f"{this_machine()} per process, {count} processes")
+    artifacts.write_json(out / RESULTS, share)
     print(f"wrote share {index}/{count} ({len(numbers)} models) to {out / RESULTS}; when "
           f"every share is done: python {script} --merge DIR1 DIR2 ... --output-dir DIR")
     return 0

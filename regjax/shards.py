@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 # Flags that differ between the shares of one command (each takes a value).
-PER_SHARE = ("--shard", "--output-dir")
+PER_SHARE = ("--shard", "--output-dir", "--process-id")
 
 
 class MergeError(ValueError):
@@ -89,19 +89,25 @@ def take(batches: list[tuple[str, list]], shard: tuple[int, int] | None):
 
 
 def merge(directories: list[Path], script: str) -> dict:
-    """The shares' results.json merged into the one a one-process run writes ("command" the
-    shares' common command, every group's runs in model order, a group's wall time the
-    longest of its shares'); raises MergeError naming what does not fit together."""
+    """The shares' results.json in `directories` merged (see merge_results)."""
     shares = []
     for directory in directories:
         path = Path(directory) / "results.json"
         try:
-            results = json.loads(path.read_text())
+            shares.append((path, json.loads(path.read_text())))
         except (OSError, ValueError) as e:
             raise MergeError(f"{path}: cannot read a share's results ({e})") from None
+    return merge_results(shares, script)
+
+
+def merge_results(shares: list[tuple[object, dict]], script: str) -> dict:
+    """[(where it came from, a share's results)] merged into the results a one-process run
+    writes ("command" the shares' common command, every group's runs in model order, a
+    group's wall time the longest of its shares'); raises MergeError naming what does not
+    fit together."""
+    for path, results in shares:
         if "shard" not in results:
             raise MergeError(f"{path}: not a share (it was written without --shard)")
-        shares.append((path, results))
     first_path, first = shares[0]
     if not first["command"].startswith(f"python {script}"):
         raise MergeError(f"{first_path}: written by {first['command'].split()[1]}, not "
