@@ -10,6 +10,8 @@ notebook's loss with `from_logits=True`: the arithmetic the notebook does on Ten
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 
@@ -90,11 +92,17 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
 
+@functools.lru_cache(maxsize=1)
+def weight_holder() -> keras.Sequential:
+    """A Keras model whose only weight keras_stop_epoch sets to the epoch (built once)."""
+    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+
+
 def keras_stop_epoch(values, patience, min_delta=0.0, restore_best_weights=False):
     """keras.callbacks.EarlyStopping(monitor='val_loss') driven epoch by epoch with `values`
     as val_loss: returns (0-based epoch at which it stops training or None, the 0-based
     epoch whose weights it leaves in the model). The model's only weight is the epoch."""
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    model = weight_holder()
     callback = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                              min_delta=min_delta,
                                              restore_best_weights=restore_best_weights)

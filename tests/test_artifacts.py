@@ -109,8 +109,8 @@ def test_a_directory_in_use_is_refused_until_its_holder_ends(tmp_path, tiny_idx_
 
 @pytest.mark.parametrize("args", [
     ("--technique", "batchnorm", "--l2", "0.001"),  # batch-norm statistics and a penalty
-    ("--technique", "label_smoothing",),  # the notebook's smoothed loss in test_loss
-    ("--technique", "augmentation", "--hidden", "32")])  # the CNN: conv layout, flatten order
+    # The CNN (conv layout, flatten order) and the notebook's smoothed loss in test_loss.
+    ("--technique", "augmentation", "--hidden", "32", "--label-smoothing", "0.1")])
 def test_a_model_npz_from_train_py_gives_keras_the_same_test_metrics(tmp_path, tiny_idx_dir,
                                                                      args):
     """The weights train.py writes, loaded into the notebook's Keras model, evaluate on the

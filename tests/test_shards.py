@@ -3,6 +3,7 @@ histories, bitwise, and the same report as one process; shares that do not fit t
 refused in one line."""
 
 import json
+import shutil
 
 import pytest
 
@@ -12,12 +13,11 @@ from regjax.sweep import sweep_main
 from tests.helpers import without_timing
 from tests.test_compare import table_rows
 
-COMPARE = ["--techniques", "baseline,dropout", "--seeds", "3", "--epochs", "1", "--quiet"]
-SWEEP = ["--technique", "l2", "--values", "0,0.01", "--seeds", "2", "--epochs", "1", "--quiet"]
+COMPARE = ["--techniques", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--quiet"]
 
 
-def run(main, args, data_dir, out, *extra):
-    assert main([*args, "--data-dir", str(data_dir), "--output-dir", str(out), *extra]) == 0
+def run(main, args, out, *extra):
+    assert main([*args, "--output-dir", str(out), *extra]) == 0
     return json.loads((out / "results.json").read_text())
 
 
@@ -26,17 +26,44 @@ def histories(results):
             for name, group in results["groups"].items()}
 
 
-@pytest.mark.parametrize("main,args", [(compare_main, COMPARE), (sweep_main, SWEEP)])
-def test_shares_merged_equal_the_one_process_run(tmp_path, tiny_idx_dir, main, args):
-    whole = run(main, args, tiny_idx_dir, tmp_path / "whole")
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory, fashion):
+    """One comparison run whole and in two shares (share 1 merged first: order must not
+    matter), on 300 real training rows."""
+    from regjax import idx
+    from tests.helpers import write_idx_dir
+
+    root = tmp_path_factory.mktemp("shards")
+    data = write_idx_dir(root / "idx", idx.Split(fashion.train.images[:300],
+                                                 fashion.train.labels[:300]),
+                         idx.Split(fashion.test.images[:100], fashion.test.labels[:100]))
+    args = [*COMPARE, "--data-dir", str(data)]
+    whole = run(compare_main, args, root / "whole")
     for i in range(2):
-        run(main, args, tiny_idx_dir, tmp_path / f"share{i}", "--shard", f"{i}/2")
-    merged = run(main, [], None, tmp_path / "merged", "--merge", str(tmp_path / "share1"),
-                 str(tmp_path / "share0"))
+        run(compare_main, args, root / f"share{i}", "--shard", f"{i}/2")
+    merged = run(compare_main, [], root / "merged", "--merge", str(root / "share1"),
+                 str(root / "share0"))
+    return root, whole, merged
+
+
+def test_shares_merged_equal_the_one_process_run(compared):
+    root, whole, merged = compared
     assert histories(merged) == histories(whole)  # every model, bitwise, in order
     same = lambda table: {k: v[:6] for k, v in table.items()}  # noqa: E731 (not wall time)
-    assert same(table_rows((tmp_path / "merged" / "report.md").read_text())) == \
-        same(table_rows((tmp_path / "whole" / "report.md").read_text()))
+    assert same(table_rows((root / "merged" / "report.md").read_text())) == \
+        same(table_rows((root / "whole" / "report.md").read_text()))
+
+
+def test_sweep_shares_merge_into_one_sweep_report(tmp_path, tiny_idx_dir):
+    args = ["--technique", "l2", "--values", "0,0.01", "--seeds", "1", "--epochs", "1",
+            "--quiet", "--data-dir", str(tiny_idx_dir)]
+    shares = [run(sweep_main, args, tmp_path / f"s{i}", "--shard", f"{i}/2") for i in (0, 1)]
+    merged = run(sweep_main, [], tmp_path / "merged", "--merge", str(tmp_path / "s0"),
+                 str(tmp_path / "s1"))
+    assert [len(s["groups"]) for s in shares] == [1, 1]
+    assert list(merged["groups"]) == ["l2=0", "l2=0.01"]
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "| 0 | " in report and "| 0.01 | " in report and "no run completed" not in report
 
 
 def test_shares_take_every_model_once_round_robin():
@@ -54,23 +81,23 @@ def test_shares_take_every_model_once_round_robin():
         parse_shard("half")
 
 
-def test_shares_that_do_not_fit_together_are_refused_in_one_line(tmp_path, tiny_idx_dir,
-                                                                  capsys):
-    run(compare_main, COMPARE, tiny_idx_dir, tmp_path / "a", "--shard", "0/2")
-    other = [*COMPARE[:3], "2", *COMPARE[4:]]  # --seeds 2: another command
-    run(compare_main, other, tiny_idx_dir, tmp_path / "b", "--shard", "1/2")
-    run(compare_main, COMPARE, tiny_idx_dir, tmp_path / "whole")
-    capsys.readouterr()
-    for dirs, message in [(["a", "b"], "come from different command"),
-                          (["a"], "shares must be 0/2 to 1/2, each once; got 0/2"),
-                          (["a", "a"], "each once"),
-                          (["whole"], "not a share"),
-                          (["missing"], "cannot read a share's results")]:
-        code = compare_main(["--merge", *(str(tmp_path / d) for d in dirs),
-                             "--output-dir", str(tmp_path / "out"), "--overwrite"])
+def test_shares_that_do_not_fit_together_are_refused_in_one_line(compared, tmp_path, capsys):
+    root, _, _ = compared
+    other = tmp_path / "other"  # share 1 of another command (--seeds 3)
+    shutil.copytree(root / "share1", other)
+    results = json.loads((other / "results.json").read_text())
+    results["command"] = results["command"].replace("--seeds 2", "--seeds 3")
+    (other / "results.json").write_text(json.dumps(results))
+    for dirs, message in [([root / "share0", other], "come from different command"),
+                          ([root / "share0"], "shares must be 0/2 to 1/2, each once; got 0/2"),
+                          ([root / "share0", root / "share0"], "each once"),
+                          ([root / "whole"], "not a share"),
+                          ([tmp_path / "missing"], "cannot read a share's results")]:
+        code = compare_main(["--merge", *map(str, dirs), "--output-dir", str(tmp_path / "out"),
+                             "--overwrite"])
         err = capsys.readouterr().err.strip()
         assert code == 1 and message in err and len(err.splitlines()) == 1, err
-    code = sweep_main(["--merge", str(tmp_path / "a"), "--output-dir", str(tmp_path / "o2")])
+    code = sweep_main(["--merge", str(root / "share0"), "--output-dir", str(tmp_path / "o2")])
     assert code == 1 and "merge with that script" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         compare_main([*COMPARE, "--shard", "3/2"])
