@@ -79,9 +79,9 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
     A directory that another run holds is refused. A non-empty directory is refused unless
     the run resumes from its checkpoints or is told to overwrite (which deletes only the
     files this kind of run writes, `owned`: for train.py history.json, model.npz, curves.png
-    and checkpoints/). The directory must be writable and have `needed_bytes` free. `owned`
-    other than RUN_FILES means a run that cannot resume."""
-    can_resume = owned == RUN_FILES
+    and checkpoints/). The directory must be writable and have `needed_bytes` free. A run
+    whose `owned` lacks checkpoints/ cannot resume."""
+    can_resume = CHECKPOINTS in owned
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"output directory {path} exists and is not a directory")
     if resume and overwrite:

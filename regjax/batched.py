@@ -27,6 +27,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from regjax import step
+from regjax.checkpoint import Checkpoints
 from regjax.config import HOST_SIDE, KNOBS, Config
 from regjax.training import check_compiled_fits, check_models_fit, train_loop
 from regjax.idx import Split
@@ -154,9 +155,14 @@ class ManyModels:
 def fit_batched(configs: list[Config], train: Split, validation: Split,
                 test: Split | None = None, *,
                 on_epoch: Callable[[int, int], None] = lambda done, total: None,
-                vmap_width: int | None = None) -> list[dict]:
+                vmap_width: int | None = None, checkpoints: Checkpoints | None = None,
+                resume: bool = False,
+                should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
     """Trains every config at once; returns one history per config, as `fit` writes it.
-    `on_epoch(epochs done, most epochs)` reports progress."""
+    `on_epoch(epochs done, most epochs)` reports progress. With `checkpoints`, every model's
+    state is checkpointed after every epoch; with `resume`, training continues from the
+    newest intact checkpoint and ends exactly as an uninterrupted run; `should_stop()` true
+    before an epoch ends the run as "interrupted", as in `fit`."""
     n = len(configs)
     count = jax.local_device_count()
     if n > 1 and n % count:  # pad with copies of the last model, to split evenly
@@ -165,6 +171,6 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
     total = max(c.epochs for c in configs)
     done = iter(range(1, total + 1))
     records, _ = train_loop(engine, train, validation, test, log=lambda _: None,
-                            checkpoints=None, resume=False, should_stop=lambda: False,
-                            on_epoch=lambda records: on_epoch(next(done), total))
+                            checkpoints=checkpoints, resume=resume, should_stop=should_stop,
+                            on_epoch=lambda records: on_epoch(next(done, total), total))
     return [r.summary() for r in records[:n]]

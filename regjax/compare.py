@@ -7,17 +7,18 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import Parser, add_data_flags, fail, user_errors
+from regjax.cli_common import Parser, StopOnSignal, add_data_flags, fail, user_errors
 from regjax.config import TECHNIQUES, Config, preset
 
-RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT = (
-    "results.json", "report.md", "curves.png", "summary.png", "sweep.png")
-OUTPUTS = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT)
+RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
+    "results.json", "report.md", "curves.png", "summary.png", "sweep.png", "checkpoints")
+OUTPUTS = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS)
 
 
 def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
@@ -31,6 +32,9 @@ def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
                         "must be empty or absent unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier report in --output-dir (deletes only its files)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run that was stopped (Ctrl-C, SIGTERM, a crash) from its "
+                        "checkpoints in --output-dir; give the same flags")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--shard", metavar="I/N",
                    help="train only share I of N of the models (0 <= I < N; models I, I+N, "
@@ -60,6 +64,9 @@ def check_counts(args, parser) -> None:
     args.distributed = args.distributed or args.coordinator is not None
     if sum(map(bool, (args.shard is not None, args.merge, args.distributed))) > 1:
         parser.error("--shard, --merge and --distributed exclude each other: give one")
+    if args.resume and (args.merge or args.distributed):
+        parser.error("--resume continues a run of this process (or of one --shard); a "
+                     "--merge or --distributed run starts again")
     explicit = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in explicit) and None in explicit:
         parser.error("--coordinator, --num-processes and --process-id go together")
@@ -91,7 +98,7 @@ def run_report(args, parser, write, script: str, report) -> int:
             args.shard = distributed.initialize(args.coordinator, args.num_processes,
                                                 args.process_id, args.timeout)
         if not args.distributed or args.shard[0] == 0:
-            lock = artifacts.prepare_output_dir(args.output_dir, resume=False,
+            lock = artifacts.prepare_output_dir(args.output_dir, resume=args.resume,
                                                 overwrite=args.overwrite,
                                                 needed_bytes=10_000_000, owned=OUTPUTS)
         if args.merge:
@@ -108,31 +115,47 @@ def run_report(args, parser, write, script: str, report) -> int:
 
 
 def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: data.Dataset,
-                 quiet: bool) -> tuple[dict[str, list[dict]], dict[str, float]]:
+                 quiet: bool, checkpoints: Path | None = None, resume: bool = False,
+                 should_stop=lambda: False):
     """Trains each batch (label, [(group name, config), ...]) as one vmapped program;
-    returns the runs of each group and each group's batch wall time."""
+    returns the runs of each group, each group's batch wall time, and whether a stop was
+    asked (the batches after it are not started). With `checkpoints`, batch k is
+    checkpointed after every epoch in checkpoints/batch-k, and `resume` continues each batch
+    from its checkpoints (one that finished is only restored and evaluated)."""
     from regjax.batched import fit_batched
+    from regjax.checkpoint import Checkpoints
     from regjax.progress import Progress
 
     progress = Progress(sum(max(c.epochs for _, c in b) for _, b in batches),
                         enabled=None if not quiet else False)
     groups: dict[str, list[dict]] = {}
     wall: dict[str, float] = {}
-    for label, members in batches:
+    interrupted = False
+    for k, (label, members) in enumerate(batches):
         configs = [c for _, c in members]
         train, val = data.train_and_validation(dataset, configs[0].validation)
+        saved = None if checkpoints is None else Checkpoints(checkpoints / f"batch-{k}")
         start, ran = time.perf_counter(), []
-        histories = fit_batched(configs, train, val, dataset.test,
-                                   on_epoch=lambda done, total: (ran.append(done),
-                                                                 progress.advance(1, label)))
+        try:
+            histories = fit_batched(
+                configs, train, val, dataset.test, checkpoints=saved,
+                resume=resume and saved is not None and bool(saved.all_epochs()),
+                should_stop=should_stop,
+                on_epoch=lambda done, total: (ran.append(done), progress.advance(1, label)))
+        finally:
+            if saved is not None:
+                saved.close()
         # Early stopping may end the batch before its last epoch: count those as done.
         progress.advance(max(c.epochs for c in configs) - len(ran), label)
         seconds = time.perf_counter() - start
         for (name, config), history in zip(members, histories):
             groups.setdefault(name, []).append(history)
             wall[name] = seconds
+        if any(h["status"] == "interrupted" for h in histories):
+            interrupted = True
+            break
     progress.close()
-    return groups, wall
+    return groups, wall, interrupted
 
 
 def failures(groups: dict[str, list[dict]]) -> list[str]:
@@ -171,12 +194,23 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     from regjax import artifacts, shards
 
     mine, numbers = shards.take(batches, args.shard)
-    groups, wall = train_groups(mine, dataset, args.quiet)
+    out = args.output_dir
+    prog = Path(script).name
+    with StopOnSignal(prog) as stop:
+        groups, wall, interrupted = train_groups(
+            mine, dataset, args.quiet, None if args.distributed else out / CHECKPOINTS,
+            args.resume, stop)
+    if interrupted:
+        again = [a for a in argv if a not in ("--overwrite", "--resume")]
+        print(f"{prog}: stopped; the finished epochs are checkpointed in {out / CHECKPOINTS}. "
+              f"Resume with:\n  {shlex.join(['python', script, *again, '--resume'])}",
+              file=sys.stderr)
+        return 128 + stop.signum
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # complete: nothing to resume
     results = {"command": shlex.join(["python", script, *argv]), "dataset": dataset.name,
                "data_source": dataset.source, "code": shards.code_versions(), **extra,
                "groups": {name: {"wall_seconds": wall[name], "runs": runs}
                           for name, runs in groups.items()}}
-    out = args.output_dir
     if args.shard is None:
         artifacts.write_json(out / RESULTS, results)
         return report(results, this_machine())

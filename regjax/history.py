@@ -72,6 +72,13 @@ class RunRecord:
         return len(self.epochs["loss"])
 
     @property
+    def trains_on(self) -> bool:
+        """Whether another epoch is due: still running, not stopped early, epochs left (a
+        checkpoint of the last epoch is taken before the run is marked completed)."""
+        return (self.status == "running" and not self.stopped_early
+                and self.epochs_run < self.config.epochs)
+
+    @property
     def keeps_best(self) -> bool:
         return self.config.early_stopping and self.config.restore_best_weights
 

@@ -118,7 +118,7 @@ def train_loop(engine: Engine, train: Split, validation: Split, test: Split | No
     engine.compile(state, x_train, x_val)
     for r in records:
         r.compile_seconds = time.perf_counter() - start
-    active = np.array([r.status == "running" for r in records])
+    active = np.array([r.trains_on for r in records])
     interrupted = False
     try:
         while active.any():

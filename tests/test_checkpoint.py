@@ -221,3 +221,18 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, tiny_idx_d
     assert "the checkpoint of epoch 4 is damaged" in result.stdout
     assert "resuming from the checkpoint of epoch 3" in result.stdout
     assert_same_run(out, finished)  # epoch 4 trained again: the same run, bit for bit
+
+
+def test_resuming_a_finished_run_trains_no_further_epoch(tmp_path, small):
+    """Its last checkpoint is taken before the run is marked completed: resumed, it is
+    restored and evaluated, not trained on past its epochs."""
+    config = preset("baseline", epochs=2, hidden=(16,))
+    checkpoints = Checkpoints(tmp_path)
+    first, _ = regjax.fit(config, *small, log=quiet, checkpoints=checkpoints)
+    epochs = iter(range(100))  # a cap: were it to train on, it would stop, not hang
+    again, _ = regjax.fit(config, *small, log=quiet, checkpoints=checkpoints, resume=True,
+                          should_stop=lambda: next(epochs) >= 3)
+    checkpoints.close()
+    assert again["epochs_run"] == 2 and again["status"] == "completed"
+    assert {k: v for k, v in again.items() if k not in TIMINGS} == \
+        {k: v for k, v in first.items() if k not in TIMINGS}

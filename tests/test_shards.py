@@ -7,13 +7,15 @@ import shutil
 
 import pytest
 
-from regjax.compare import compare_main
+from regjax import data
+from regjax.compare import compare_main, train_groups
+from regjax.config import preset
 from regjax.shards import parse_shard, take
 from regjax.sweep import sweep_main
 from tests.helpers import without_timing
 from tests.test_compare import table_rows
 
-COMPARE = ["--techniques", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--quiet"]
+COMPARE = ["--techniques", "baseline,dropout", "--seeds", "2", "--epochs", "3", "--quiet"]
 
 
 def run(main, args, out, *extra):
@@ -43,11 +45,11 @@ def compared(tmp_path_factory, fashion):
         run(compare_main, args, root / f"share{i}", "--shard", f"{i}/2")
     merged = run(compare_main, [], root / "merged", "--merge", str(root / "share1"),
                  str(root / "share0"))
-    return root, whole, merged
+    return root, whole, merged, data
 
 
 def test_shares_merged_equal_the_one_process_run(compared):
-    root, whole, merged = compared
+    root, whole, merged, _ = compared
     assert histories(merged) == histories(whole)  # every model, bitwise, in order
     same = lambda table: {k: v[:6] for k, v in table.items()}  # noqa: E731 (not wall time)
     assert same(table_rows((root / "merged" / "report.md").read_text())) == \
@@ -82,7 +84,7 @@ def test_shares_take_every_model_once_round_robin():
 
 
 def test_shares_that_do_not_fit_together_are_refused_in_one_line(compared, tmp_path, capsys):
-    root, _, _ = compared
+    root, _, _, _ = compared
     other = tmp_path / "other"  # share 1 of another command (--seeds 3)
     shutil.copytree(root / "share1", other)
     results = json.loads((other / "results.json").read_text())
@@ -102,3 +104,24 @@ def test_shares_that_do_not_fit_together_are_refused_in_one_line(compared, tmp_p
     with pytest.raises(SystemExit):
         compare_main([*COMPARE, "--shard", "3/2"])
     assert "0 <= I < N" in capsys.readouterr().err
+
+
+def test_a_stopped_comparison_resumes_to_the_same_histories(compared, tmp_path):
+    """Stopped before its fifth epoch (batch 0's three done, batch 1's first done), then
+    resumed from the checkpoints: batch 0 is only restored, batch 1 continues, and every
+    history equals the uninterrupted run's, bitwise."""
+    _, whole, _, data_dir = compared
+    dataset = data.read_idx_dataset("fashion_mnist", data_dir)
+    batches = [(name, [(name, preset(name, seed=seed, epochs=3)) for seed in range(2)])
+               for name in ("baseline", "dropout")]
+    calls = iter(range(100))
+    _, _, interrupted = train_groups(batches, dataset, True, tmp_path, False,
+                                     should_stop=lambda: next(calls) >= 4)
+    assert interrupted
+    assert sorted(p.name for p in (tmp_path / "batch-1").iterdir()) == ["1"]
+    cap = iter(range(100))  # were a finished batch to train on, it would stop, not hang
+    groups, _, interrupted = train_groups(batches, dataset, True, tmp_path, resume=True,
+                                          should_stop=lambda: next(cap) >= 10)
+    assert not interrupted
+    resumed = {name: [without_timing(r) for r in runs] for name, runs in groups.items()}
+    assert json.loads(json.dumps(resumed)) == histories(whole)  # as results.json holds them
