@@ -19,6 +19,7 @@ from regjax.config import TECHNIQUES, Config, preset
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
     "results.json", "report.md", "curves.png", "summary.png", "sweep.png", "checkpoints")
 OUTPUTS = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS)
+KEEP = 1  # checkpoints kept per batch (plus the best): a batch resumes from its newest
 
 
 def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
@@ -82,10 +83,11 @@ def check_counts(args, parser) -> None:
             parser.error(str(e))
 
 
-def run_report(args, parser, write, script: str, report) -> int:
-    """Locks the output directory; with --merge, reports from the shares' results
-    (report(results, how)); otherwise loads the data and calls write(dataset). A problem the
-    user can fix is one line on stderr and exit status 1."""
+def run_report(args, parser, write, script: str, report, configs=()) -> int:
+    """Locks the output directory (checking room for the checkpoints of `configs`); with
+    --merge, reports from the shares' results (report(results, how)); otherwise loads the
+    data and calls write(dataset). A problem the user can fix is one line on stderr and exit
+    status 1."""
     from regjax.devices import use_cpu_devices
 
     use_cpu_devices()  # before JAX starts: the models are split between the cores
@@ -98,9 +100,11 @@ def run_report(args, parser, write, script: str, report) -> int:
             args.shard = distributed.initialize(args.coordinator, args.num_processes,
                                                 args.process_id, args.timeout)
         if not args.distributed or args.shard[0] == 0:
+            # Every batch's checkpoints stay until the report is written.
+            needed = 10_000_000 + sum(artifacts.run_bytes(c, KEEP) for c in configs)
             lock = artifacts.prepare_output_dir(args.output_dir, resume=args.resume,
                                                 overwrite=args.overwrite,
-                                                needed_bytes=10_000_000, owned=OUTPUTS)
+                                                needed_bytes=needed, owned=OUTPUTS)
         if args.merge:
             results = shards.merge(args.merge, script)
             artifacts.write_json(args.output_dir / RESULTS, results)
@@ -134,7 +138,8 @@ def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: d
     for k, (label, members) in enumerate(batches):
         configs = [c for _, c in members]
         train, val = data.train_and_validation(dataset, configs[0].validation)
-        saved = None if checkpoints is None else Checkpoints(checkpoints / f"batch-{k}")
+        saved = None if checkpoints is None else Checkpoints(checkpoints / f"batch-{k}",
+                                                             keep=KEEP)
         start, ran = time.perf_counter(), []
         try:
             histories = fit_batched(
@@ -275,7 +280,8 @@ def compare_main(argv: list[str] | None = None) -> int:
     script = "scripts/compare.py"
     report = lambda results, how: write_comparison(args.output_dir, results, how)  # noqa: E731
     return run_report(args, parser, lambda dataset: train_and_report(
-        args, argv, script, batches, dataset, report, seeds=args.seeds), script, report)
+        args, argv, script, batches, dataset, report, seeds=args.seeds), script, report,
+        [c for _, members in batches for _, c in members])
 
 
 def write_comparison(out: Path, results: dict, how: str) -> int:

@@ -89,7 +89,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
     label = f"{args.technique}: {knob} in {args.values}"
     return run_report(args, parser, lambda dataset: train_and_report(
         args, argv, script, [(label, members)], dataset, report, technique=args.technique,
-        knob=knob, values=values, seeds=args.seeds), script, report)
+        knob=knob, values=values, seeds=args.seeds), script, report, [c for _, c in members])
 
 
 def write_sweep(out: Path, results: dict, how: str) -> int:
