@@ -145,6 +145,10 @@ def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
                         "test: train on all rows, validate on the test split")
     g.add_argument("--seed", type=int, metavar="N",
                    help="seeds initialisation, shuffling, dropout and augmentation (default 0)")
+    g.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="split each batch between N devices (data parallelism; on a CPU, N "
+                        "XLA devices share the cores). Pays only for large batches or the "
+                        "CNN; default 1")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -169,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.keep_checkpoints < 1:
         parser.error(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
+    if args.devices < 1 or config.batch_size % args.devices:
+        parser.error(f"--devices must be >= 1 and divide --batch-size ({config.batch_size}), "
+                     f"got {args.devices}")
+    if args.devices > 1:  # on a CPU, XLA presents that many devices (before JAX starts)
+        from regjax.devices import use_cpu_devices
+
+        use_cpu_devices(args.devices)
     # Imported here so that --help and bad flags answer at once, without starting JAX.
     errors = user_errors()
     output_dir = args.output_dir or Path("runs") / args.technique
@@ -196,6 +207,8 @@ def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
     from regjax.checkpoint import Checkpoints
     from regjax.training import fit
 
+    if args.devices > jax.device_count():
+        return fail(PROG, f"--devices {args.devices}: only {jax.device_count()} device(s) here")
     dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     # Flushed line by line, so that `| tee`, a log file or a supervisor sees each epoch as it ends.
     log = (lambda _: None) if args.quiet else functools.partial(print, flush=True)
@@ -216,7 +229,8 @@ def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
         with StopOnSignal(PROG) as stop:
             history, model = fit(
                 config, train_split, val_split, dataset.test, log=log, checkpoints=checkpoints,
-                resume=args.resume, should_stop=stop, on_epoch=write_history)
+                resume=args.resume, should_stop=stop, on_epoch=write_history,
+                data_parallel=args.devices)
     except OSError as e:  # e.g. the disk filled up mid-run
         return fail(PROG, str(e))
     except jax.errors.JaxRuntimeError as e:

@@ -81,10 +81,14 @@ class Metrics(NamedTuple):
 class Program:
     """What a compiled program is built for: the model's graph and the config whose
     structure it has. The config's knob values only decide which terms exist (a dropout
-    rate or penalty above zero adds that layer or term); the values used come from Knobs."""
+    rate or penalty above zero adds that layer or term); the values used come from Knobs.
+    With `batch_sharding` (data parallelism), each training batch is split along its rows
+    between devices; the arithmetic stays that of the whole batch (XLA sums the gradients
+    and the batch-norm statistics across devices)."""
 
     config: Config
     graphdef: Any
+    batch_sharding: Any = None
 
 
 def program_of(config: Config) -> Program:
@@ -186,8 +190,10 @@ def train_epoch(program: Program, state: TrainState, images, labels, epoch, knob
 
     def step(state, inputs):
         i, rows, w = inputs
-        return train_step(program, state, images[rows], labels[rows], w, rng.step_key(key, i),
-                          knobs)
+        batch = images[rows], labels[rows], w
+        if program.batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, program.batch_sharding)
+        return train_step(program, state, *batch, rng.step_key(key, i), knobs)
 
     inputs = jax.tree.map(lambda a: a[:num_steps], (jnp.arange(len(rows)), rows, weights))
     state, metrics = jax.lax.scan(step, state, inputs)

@@ -9,6 +9,7 @@ module's engine, `OneModel`, jits the pure functions of regjax.step for one conf
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Callable, Protocol
@@ -46,19 +47,29 @@ class Engine(Protocol):
 
 
 class OneModel:
-    """One model: regjax.step's functions jitted, the state donated to each epoch."""
+    """One model: regjax.step's functions jitted, the state donated to each epoch. With
+    `data_parallel` > 1, the weights and the data replicated on that many devices, each
+    training batch split between them."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, data_parallel: int = 1):
         self.configs = [config]
         check_models_fit(self.configs)
         self.program, self._initial = step.make_program(config)
-        self.knobs = jax.device_put(step.Knobs.of(config))
+        self.replicated = None
+        if data_parallel > 1:
+            mesh = data_mesh(config, data_parallel)
+            self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+            self.program = dataclasses.replace(self.program, batch_sharding=batch)
+        self.knobs = jax.device_put(step.Knobs.of(config), self.replicated)
 
     def init_state(self) -> step.TrainState:
-        return jax.tree.map(jnp.copy, self._initial)  # training consumes the state it is given
+        # A copy: training consumes the state it is given.
+        return jax.device_put(jax.tree.map(jnp.copy, self._initial), self.replicated)
 
     def put(self, split: Split):
-        return jnp.asarray(split.images), jnp.asarray(split.labels)
+        return jax.device_put((jnp.asarray(split.images), jnp.asarray(split.labels)),
+                              self.replicated)
 
     def compile(self, state, train, validation) -> None:
         self._epoch = _train_epoch.lower(self.program, state, *train, jnp.int32(0),
@@ -80,6 +91,17 @@ class OneModel:
 
     def select(self, mask, new, old):
         return jax.tree.map(jnp.copy, new) if mask[0] else old
+
+
+def data_mesh(config: Config, count: int) -> jax.sharding.Mesh:
+    """The first `count` devices as a "data" axis; the batch must split evenly."""
+    available = jax.devices()
+    if count > len(available):
+        raise ValueError(f"--devices {count}: only {len(available)} device(s) here")
+    if config.batch_size % count:
+        raise ValueError(f"--batch-size {config.batch_size} does not split evenly between "
+                         f"{count} devices; choose a multiple of {count}")
+    return jax.sharding.Mesh(np.array(available[:count]), ("data",))
 
 
 def check_models_fit(configs: list[Config]) -> None:
@@ -192,7 +214,7 @@ def log_epoch(log, record: RunRecord, train: dict, val: dict, seconds: float) ->
 def fit(config: Config, train: Split, validation: Split, test: Split | None = None, *,
         log: Callable[[str], None] = print, checkpoints: Checkpoints | None = None,
         resume: bool = False, should_stop: Callable[[], bool] = lambda: False,
-        on_epoch: Callable[[dict], None] = lambda history: None,
+        on_epoch: Callable[[dict], None] = lambda history: None, data_parallel: int = 1,
         ) -> tuple[dict, TrainedModel]:
     """Trains one model as Keras' model.fit does, then evaluates it on `test`.
 
@@ -204,9 +226,11 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
     neither recorded nor checkpointed). With `checkpoints`, a checkpoint is written after
     every epoch; with `resume`, training continues from the newest intact one and ends
     exactly as an uninterrupted run would. `on_epoch(history so far)` follows each epoch.
+    `data_parallel` > 1 splits each batch between that many devices (the same arithmetic as
+    one device, up to the order of the sums; it pays only for large batches).
     """
     config.validate()
-    engine = OneModel(config)
+    engine = OneModel(config, data_parallel)
     records, state = train_loop(
         engine, train, validation, test, log=log, checkpoints=checkpoints, resume=resume,
         should_stop=should_stop, on_epoch=lambda records: on_epoch(records[0].summary()))
