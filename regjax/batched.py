@@ -9,7 +9,8 @@ Each model keeps its own parameters, optimizer state, batch-norm statistics and 
 (from its own seed, exactly as in a single run), so model k follows the run
 `fit(configs[k])` would give, up to floating-point rounding (the batched program may sum
 products in another order). Early stopping is per model: a model that stops is masked out
-of the updates and its history ends at its own epoch, while the others go on.
+of the updates (on a CPU, where a device's models run one after another, it is skipped
+and costs nothing) and its history ends at its own epoch, while the others go on.
 
 With several devices (`regjax.devices.use_cpu_devices` on a CPU, which scripts/compare.py
 and scripts/sweep.py call), the models are split between them: they never exchange data,
@@ -87,9 +88,15 @@ class ManyModels:
         program = self.program
 
         def train_epoch(state, images, labels, epoch, knobs, active):
-            new, metrics = over_models(
-                lambda m: step.train_epoch(program, m[0], images, labels, epoch, m[1]),
-                (state, knobs), width)
+            def one(m):  # a model that has stopped is skipped (lax.map runs the cond for
+                # real; vmapped, it becomes a select and the masking below decides)
+                model_state, model_knobs, on = m
+                run = lambda: step.train_epoch(program, model_state, images, labels,  # noqa: E731
+                                               epoch, model_knobs)
+                idle = jax.tree.map(jnp.zeros_like, jax.eval_shape(run))
+                return jax.lax.cond(on, run, lambda: (model_state, idle[1]))
+
+            new, metrics = over_models(one, (state, knobs, active), width)
             return where(active, new, state), metrics
 
         def evaluate(params, batch_stats, images, labels, knobs):
@@ -105,11 +112,12 @@ class ManyModels:
         self.shared = jax.sharding.NamedSharding(mesh, P())
         # shard_map: each device runs the program on its own share of the models, as if
         # alone (left to the partitioner, per-model random draws were gathered across
-        # devices at every step).
+        # devices at every step). No collective is used, so the check of which values vary
+        # across devices is off: it rejects the per-model cond that skips stopped models.
         self._train_epoch = jax.jit(jax.shard_map(
             train_epoch, mesh=mesh, in_specs=(P("models"), P(), P(), P(), P("models"),
                                               P("models")),
-            out_specs=P("models")), donate_argnums=0)
+            out_specs=P("models"), check_vma=False), donate_argnums=0)
         self._evaluate = jax.jit(jax.shard_map(
             evaluate, mesh=mesh, in_specs=(P("models"), P("models"), P(), P(), P("models")),
             out_specs=P("models")))
