@@ -8,12 +8,12 @@ import argparse
 import dataclasses
 import functools
 import platform
-import shlex
 import sys
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import Parser, StopOnSignal, add_data_flags, fail, user_errors
+from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, fail,
+                               resume_command, user_errors)
 from regjax.config import PRESETS, TECHNIQUES, Config, preset
 
 DEFAULTS = Config()
@@ -157,12 +157,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return preset(args.technique, **overrides)
 
 
-def resume_command(argv: list[str]) -> str:
-    """The command line that resumes the run started by `argv`."""
-    args = [a for a in argv if a not in ("--overwrite", "--resume")]
-    return shlex.join(["python", "scripts/train.py", *args, "--resume"])
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -247,7 +241,7 @@ def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
     done = history["epochs_run"]
     if history["status"] == "interrupted":
         print(f"{PROG}: stopped after epoch {done} of {config.epochs}; checkpoint and "
-              f"history in {output_dir}. Resume with:\n  {resume_command(argv)}",
+              f"history in {output_dir}. Resume with:\n  {resume_command('scripts/train.py', argv)}",
               file=sys.stderr)
         return 128 + stop.signum
     if history["status"] == "diverged":

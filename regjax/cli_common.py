@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +29,12 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
                         "Debian's dataset package, then download")
     p.add_argument("--no-download", action="store_true",
                    help="never try to download the dataset")
+
+
+def resume_command(script: str, argv: list[str]) -> str:
+    """The command line that resumes the run `python script argv` started."""
+    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return shlex.join(["python", script, *args, "--resume"])
 
 
 def fail(prog: str, message: str) -> int:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import Parser, StopOnSignal, add_data_flags, fail, user_errors
+from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, fail,
+                               resume_command, user_errors)
 from regjax.config import TECHNIQUES, Config, preset
 
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
@@ -201,17 +202,17 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     mine, numbers = shards.take(batches, args.shard)
     out = args.output_dir
     prog = Path(script).name
+    # A distributed run's processes write nothing but process 0's report.
+    checkpoints = None if args.distributed else out / CHECKPOINTS
     with StopOnSignal(prog) as stop:
-        groups, wall, interrupted = train_groups(
-            mine, dataset, args.quiet, None if args.distributed else out / CHECKPOINTS,
-            args.resume, stop)
+        groups, wall, interrupted = train_groups(mine, dataset, args.quiet, checkpoints,
+                                                 args.resume, stop)
     if interrupted:
-        again = [a for a in argv if a not in ("--overwrite", "--resume")]
-        print(f"{prog}: stopped; the finished epochs are checkpointed in {out / CHECKPOINTS}. "
-              f"Resume with:\n  {shlex.join(['python', script, *again, '--resume'])}",
-              file=sys.stderr)
+        print(f"{prog}: stopped; the finished epochs are checkpointed in {checkpoints}. "
+              f"Resume with:\n  {resume_command(script, argv)}", file=sys.stderr)
         return 128 + stop.signum
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # complete: nothing to resume
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # complete: nothing to resume
     results = {"command": shlex.join(["python", script, *argv]), "dataset": dataset.name,
                "data_source": dataset.source, "code": shards.code_versions(), **extra,
                "groups": {name: {"wall_seconds": wall[name], "runs": runs}
