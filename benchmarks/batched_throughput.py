@@ -1,13 +1,29 @@
 #!/usr/bin/env python3
-"""K models trained in one vmapped program vs the same K trained one after another.
+"""K models trained in one program against one model alone, for several K.
 
-Total steps/s = models x training steps per second, validation included, each run's
-median over its epochs after the first (compilation excluded, as train.py reports it). Also
-the end-to-end wall time of training all K, compilation included. The two ways alternate
-(A B A B ...) so a drift of the machine's speed hits both.
+For each K: total model-steps/s = K x training steps per second of the batched run (the
+median over its epochs after the first, validation included, compilation excluded, as
+train.py reports it), its ratio to one model trained alone (regjax.fit, as train.py does:
+the rate of the same K models trained one after another), and the wall time of the whole
+run, compilation included. The runs alternate (one model, then each K, the whole round
+`--repeats` times) so a drift of the machine's speed hits all of them.
 
-    python benchmarks/batched_throughput.py                  # K=8 baseline MLPs, 4 epochs
-    python benchmarks/batched_throughput.py --models 8 --technique dropout --devices 1
+Beside each figure, the memory-bandwidth bound: one model-step moves at least its weights
+nine times (parameters read by the forward and the backward pass and written by the
+update: 3; gradients written and read: 2; Adam's two moments read and written: 4) and
+reads its batch once, as float32; the device's bandwidth, measured here by an elementwise
+pass over a large array (bytes read + written), over those bytes is the most model-steps/s
+any program could reach (on a CPU a model's weights stay in cache, so this bound, of main
+memory, does not bind). Also the models vmapped together per group (regjax.batched's
+group_width, from its memory estimate) and that estimate of a device's memory against
+XLA's memory analysis of the compiled epoch and evaluation (data excluded).
+
+    python benchmarks/batched_throughput.py                          # K = 1, 8 on a CPU
+    python benchmarks/batched_throughput.py --models 1,8,64,256,1024 --epochs 3   # a GPU
+    python benchmarks/batched_throughput.py --models 1,8,64 --steps 100           # quick
+
+Set XLA_FLAGS before the command to try XLA options (e.g. on a GPU
+--xla_gpu_enable_command_buffer=...); the header prints them.
 """
 
 from __future__ import annotations
@@ -21,54 +37,98 @@ import time
 from regjax.devices import device_name, use_cpu_devices
 
 
+def bandwidth(jax, jnp) -> float:
+    """Bytes per second of an elementwise pass over 256 MiB (read + write), median of 20."""
+    x = jnp.ones(64 * 2**20, jnp.float32)
+    f = jax.jit(lambda a: a * 1.000001)
+    f(x).block_until_ready()
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        f(x).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * x.nbytes / statistics.median(times)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=int, default=8, help="K (default 8)")
+    p.add_argument("--models", default="1,8", help="comma-separated K (default 1,8)")
     p.add_argument("--technique", default="baseline", help="preset (default baseline)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per run (default 4)")
-    p.add_argument("--repeats", type=int, default=2, help="rounds of A B (default 2)")
+    p.add_argument("--steps", type=int, help="training steps per epoch (default: all the "
+                   "training rows; fewer for a quick look on a CPU)")
+    p.add_argument("--repeats", type=int, default=1, help="rounds (default 1)")
     p.add_argument("--devices", type=int, default=len(os.sched_getaffinity(0)),
-                   help="XLA CPU devices the batched models are split over (default: one "
-                        "per core, as scripts/compare.py uses)")
+                   help="XLA CPU devices the batched models are split over on a CPU (default: "
+                        "one per core, as scripts/compare.py uses); a GPU ignores it")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
+    try:
+        counts = [int(k) for k in args.models.split(",")]
+    except ValueError:
+        p.error(f"--models takes comma-separated whole numbers, not {args.models!r}")
+    if 1 not in counts:
+        counts = [1, *counts]  # the reference
     use_cpu_devices(args.devices)
     import jax
+    import jax.numpy as jnp
 
     from regjax import config as cfg
-    from regjax import data
-    from regjax.batched import fit_batched
+    from regjax import data, devices
+    from regjax.batched import ManyModels, estimated_bytes, fit_batched
+    from regjax.models import weights_bytes
     from regjax.training import fit
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     configs = [cfg.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)
-               for s in range(args.models)]
+               for s in range(max(counts))]
     train, val = data.train_and_validation(dataset, configs[0].validation)
-    print(f"# {args.models} x {args.technique}, {args.epochs} epochs, {dataset.name}; jax "
-          f"{jax.__version__}, {device_name()}, {jax.local_device_count()} XLA device(s)")
-    rates = {"one after another": [], "batched": []}
-    walls = {"one after another": [], "batched": []}
+    if args.steps:
+        rows = args.steps * configs[0].batch_size
+        train = data.Split(train.images[:rows], train.labels[:rows])
+    speed = bandwidth(jax, jnp)
+    moved = 9 * weights_bytes(configs[0]) + configs[0].batch_size * 28 * 28 * 4
+    bound = speed / moved
+    print(f"# {args.technique}, {args.epochs} epochs of {len(train):,} rows, {dataset.name}; "
+          f"jax {jax.__version__}, {device_name()}, {jax.local_device_count()} device(s); "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"# bandwidth {speed / 1e9:,.0f} GB/s; {moved / 1e6:.2f} MB per model-step "
+          f"(9 x {weights_bytes(configs[0]) / 1e6:.2f} MB of weights + the batch): bound "
+          f"{bound:,.0f} model-steps/s")
+    rates = {k: [] for k in counts}
+    walls = {k: [] for k in counts}
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        runs = [fit(c, train, val, log=lambda _: None)[0] for c in configs]
-        walls["one after another"].append(time.perf_counter() - start)
-        # One model at a time: the total rate is the mean single-model rate.
-        rates["one after another"].append(
-            statistics.mean(r["train_steps_per_second"] for r in runs))
-        start = time.perf_counter()
-        runs = fit_batched(configs, train, val)
-        walls["batched"].append(time.perf_counter() - start)
-        rates["batched"].append(args.models * runs[0]["train_steps_per_second"])
-        print(f"total steps/s: one after another {rates['one after another'][-1]:,.0f}, "
-              f"batched {rates['batched'][-1]:,.0f}; wall s {walls['one after another'][-1]:.1f}"
-              f" vs {walls['batched'][-1]:.1f}", flush=True)
-    seq, bat = (statistics.median(rates[k]) for k in ("one after another", "batched"))
-    wseq, wbat = (statistics.median(walls[k]) for k in ("one after another", "batched"))
-    print(f"median total steps/s: one after another {seq:,.0f}, batched {bat:,.0f}: "
-          f"{bat / seq:.2f}x; wall time for all {args.models}, compilation included: "
-          f"{wseq:.1f} s vs {wbat:.1f} s: {wseq / wbat:.2f}x")
+        for k in counts:
+            start = time.perf_counter()
+            if k == 1:
+                runs = [fit(configs[0], train, val, log=lambda _: None)[0]]
+            else:
+                runs = fit_batched(configs[:k], train, val)
+            walls[k].append(time.perf_counter() - start)
+            rates[k].append(k * runs[0]["train_steps_per_second"])
+            print(f"K={k}: {rates[k][-1]:,.0f} model-steps/s, wall {walls[k][-1]:.1f} s",
+                  flush=True)
+    one = statistics.median(rates[1])
+    print("| K | models per group | model-steps/s | vs one model | bound | of bound | "
+          "wall s (incl. compilation) | a device's memory: estimate / XLA's |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for k in counts:
+        rate = statistics.median(rates[k])
+        group, memory = "1", ""
+        if k > 1:  # the engine fit_batched builds, compiled again for its memory analysis
+            engine = ManyModels(configs[:k], len(train))
+            engine.compile(engine.init_state(), engine.put(train), engine.put(val))
+            used = max(devices.compiled_bytes(c) for c in (engine._epoch, engine._validate))
+            shared = sum(s.images.nbytes + s.labels.nbytes for s in (train, val))
+            per_device = len(engine.configs) // jax.local_device_count()
+            width = engine.width or per_device
+            group = str(width)
+            estimate = estimated_bytes(engine.configs[0], len(train), per_device, width)
+            memory = f"{estimate / 1e6:,.0f} / {(used - shared) / 1e6:,.0f} MB"
+        print(f"| {k} | {group} | {rate:,.0f} | {rate / one:.2f}x | {bound:,.0f} | "
+              f"{rate / bound:.1%} | {statistics.median(walls[k]):.1f} | {memory} |")
     return 0
 
 

@@ -2,8 +2,9 @@
 knobs (config.KNOBS: penalties, dropout rate, label smoothing, learning rate, augmentation
 ranges) and in the host-side settings (epochs, early stopping) run as one compiled program:
 regjax.step's epoch mapped over a leading model axis, `vmap_width` models vmapped together
-and the groups one after another (`lax.map`; on a CPU one model at a time is fastest, on an
-accelerator all at once). The host loop is regjax.training's.
+and the groups one after another (`lax.map`). On a CPU one model at a time is fastest; on
+an accelerator as many as fit its memory (group_width, from XLA's memory analysis of one
+model: thousands of MLPs on one GPU). The host loop is regjax.training's.
 
 Each model keeps its own parameters, optimizer state, batch-norm statistics and key tree
 (from its own seed, exactly as in a single run), so model k follows the run
@@ -20,16 +21,20 @@ so each device trains its share alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from regjax import step
+from regjax import devices, step
 from regjax.checkpoint import Checkpoints
-from regjax.config import HOST_SIDE, KNOBS, Config
+from regjax.config import HOST_SIDE, IMAGE_SHAPE, KNOBS, Config
+from regjax.models import make_model, weights_bytes
+from regjax.optim import adam_init
 from regjax.training import check_compiled_fits, check_models_fit, train_loop
 from regjax.idx import Split
 
@@ -66,25 +71,72 @@ def over_models(fn, xs, width: int | None):
     return jax.lax.map(fn, xs, batch_size=width if width > 1 else None)
 
 
-def default_vmap_width() -> int | None:
-    """How many of a device's models run vmapped together: on a CPU one at a time (one
-    model's weights and Adam state stay in the core's cache; benchmarks/batched_throughput.py
-    compares), elsewhere all at once (None)."""
-    return 1 if jax.default_backend() == "cpu" else None
+MEMORY_SHARE = 0.5  # of a device's free memory, what a group of vmapped models may use
+
+
+@functools.lru_cache(maxsize=64)
+def model_bytes(config: Config, train_rows: int) -> tuple[int, int]:
+    """Device memory of one model of a batched run: (kept, working). Kept for the whole run:
+    its weights seven times (parameters and Adam's two moments twice, as an epoch reads one
+    copy and writes the next; the best weights). Working, while its group computes: the larger of the temporaries
+    of its training epoch over `train_rows` rows and of one evaluation chunk, as XLA's
+    memory analysis gives them for the model compiled alone (shapes only: nothing is
+    allocated or run)."""
+    graphdef, params, batch_stats = nnx.split(nnx.eval_shape(lambda: make_model(config)),
+                                              nnx.Param, nnx.BatchStat)
+    program = step.Program(config, graphdef)
+    state = step.TrainState(params, batch_stats, jax.eval_shape(adam_init, params))
+    knobs = step.Knobs.of(config)
+
+    def data(rows: int):
+        return (jax.ShapeDtypeStruct((rows, *IMAGE_SHAPE), jnp.uint8),
+                jax.ShapeDtypeStruct((rows,), jnp.int32))
+
+    epoch = jax.jit(step.train_epoch, static_argnums=0).lower(
+        program, state, *data(train_rows), 0, knobs)
+    evaluation = jax.jit(step.evaluate, static_argnums=0).lower(
+        program, params, batch_stats, *data(step.EVAL_CHUNK), knobs)
+    working = max(c.compile().memory_analysis().temp_size_in_bytes
+                  for c in (epoch, evaluation))
+    return 7 * weights_bytes(config), working
+
+
+def estimated_bytes(config: Config, train_rows: int, models: int, width: int) -> int:
+    """A device's memory for `models` models vmapped `width` at a time (data excluded)."""
+    kept, working = model_bytes(config, train_rows)
+    return models * kept + min(width, models) * working
+
+
+def group_width(config: Config, train_rows: int, models: int, backend: str,
+                free: int | None) -> int | None:
+    """How many of a device's `models` run vmapped together (None: all at once). On a CPU
+    one at a time: one model's weights and Adam state stay in the core's cache
+    (benchmarks/batched_throughput.py compares). Elsewhere as many as fit in MEMORY_SHARE of
+    the device's `free` bytes beside every model's kept state (estimated_bytes); the groups
+    run one after another."""
+    if backend == "cpu":
+        return 1
+    if free is None:
+        return None
+    kept, working = model_bytes(config, train_rows)
+    width = max(1, (int(MEMORY_SHARE * free) - models * kept) // working)
+    return None if width >= models else width
 
 
 class ManyModels:
     """The engine of regjax.training.train_loop for K models: the epoch and the evaluation mapped
     over the model axis, each device running its share (shard_map)."""
 
-    def __init__(self, configs: list[Config], vmap_width: int | None = None):
+    def __init__(self, configs: list[Config], train_rows: int, vmap_width: int | None = None):
         for config in configs:
             config.validate()
         self.configs = list(configs)
         structure = shared_structure(self.configs)
         check_models_fit([structure] * len(configs))
         self.program = step.program_of(structure)  # each model's weights: init_state
-        width = default_vmap_width() if vmap_width is None else vmap_width
+        per_device = len(configs) // min(len(configs), jax.local_device_count())
+        width = self.width = vmap_width if vmap_width is not None else group_width(
+            structure, train_rows, per_device, jax.default_backend(), devices.free_bytes())
         program = self.program
 
         def train_epoch(state, images, labels, epoch, knobs, active):
@@ -124,10 +176,16 @@ class ManyModels:
         self.knobs = jax.device_put(step.Knobs.of(self.configs), self.per_model)
 
     def init_state(self) -> step.TrainState:
-        """Each model initialised from its own seed, exactly as a single run is."""
-        states = [step.make_program(c)[1] for c in self.configs]
-        return jax.device_put(jax.tree.map(lambda *leaves: jnp.stack(leaves), *states),
-                              self.per_model)
+        """Each model initialised from its own seed, bit for bit as a single run is: the
+        single run's initialiser vmapped over the seeds (a model's weights depend on its
+        seed and the shared structure alone), run op by op as a single run's is."""
+        def init(seed):
+            _, params, batch_stats = nnx.split(make_model(self.program.config, seed),
+                                               nnx.Param, nnx.BatchStat)
+            return step.TrainState(params, batch_stats, adam_init(params))
+
+        seeds = np.array([c.seed for c in self.configs], np.int32)
+        return jax.device_put(jax.vmap(init)(seeds), self.per_model)
 
     def put(self, split: Split):
         return jax.device_put((jnp.asarray(split.images), jnp.asarray(split.labels)),
@@ -170,12 +228,13 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
     `on_epoch(epochs done, most epochs)` reports progress. With `checkpoints`, every model's
     state is checkpointed after every epoch; with `resume`, training continues from the
     newest intact checkpoint and ends exactly as an uninterrupted run; `should_stop()` true
-    before an epoch ends the run as "interrupted", as in `fit`."""
+    before an epoch ends the run as "interrupted", as in `fit`. `vmap_width`: how many of a
+    device's models run vmapped together (default: group_width's choice)."""
     n = len(configs)
     count = jax.local_device_count()
     if n > 1 and n % count:  # pad with copies of the last model, to split evenly
         configs = [*configs, *[configs[-1]] * (count - n % count)]
-    engine = ManyModels(configs, vmap_width)
+    engine = ManyModels(configs, len(train), vmap_width)
     total = max(c.epochs for c in configs)
     done = iter(range(1, total + 1))
     records, _ = train_loop(engine, train, validation, test, log=lambda _: None,

@@ -145,10 +145,11 @@ class CNN(nnx.Module):
         return [self.kernel[...]] + [layer.kernel[...] for layer in self.head.hidden]
 
 
-def make_model(config: Config) -> MLP | CNN:
-    """The model for `config`, initialised from the init branch of config.seed's key tree."""
+def make_model(config: Config, seed=None) -> MLP | CNN:
+    """The model for `config`, initialised from the init branch of the key tree of `seed`
+    (default config.seed; may be traced, e.g. vmapped over many models' seeds)."""
     return {"mlp": MLP, "cnn": CNN}[config.model](
-        config, nnx.Rngs(params=rng.init_key(config.seed)))
+        config, nnx.Rngs(params=rng.init_key(config.seed if seed is None else seed)))
 
 
 @functools.lru_cache(maxsize=64)  # a sweep checks many models of a few configs

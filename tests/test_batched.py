@@ -1,12 +1,15 @@
 """Many models in one program (one at a time or vmapped): each model draws exactly its single
 run's randomness, follows its single run, and stops early on its own."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
 
 import regjax
 from regjax import augment, rng, step
+from regjax import batched
 from regjax.batched import fit_batched, over_models, shared_structure
 from regjax.config import preset
 from tests.helpers import quiet
@@ -137,3 +140,32 @@ def test_a_diverging_model_does_not_stop_the_others(small):
 def test_models_that_differ_in_structure_are_refused():
     with pytest.raises(ValueError, match="must share 'batchnorm'"):
         shared_structure([preset("baseline"), preset("batchnorm")])
+
+
+def test_models_per_group_follow_the_memory_estimate(small):
+    """The estimate must cover what XLA's memory analysis says a vmapped group of models
+    needs (else an automatically sized group could run out of memory), and the group width
+    must be the most models whose estimate fits MEMORY_SHARE of the free memory."""
+    train, val, _ = small
+    configs = MIXED_KNOBS[:3]
+    structure, rows, k = shared_structure(configs), len(train), len(configs)
+    engine = batched.ManyModels(configs, rows, vmap_width=k)
+    engine.compile(engine.init_state(), engine.put(train), engine.put(val))
+    data_bytes = sum(s.images.nbytes + s.labels.nbytes for s in (train, val))
+    for compiled in (engine._epoch, engine._validate):
+        used = compiled.memory_analysis()
+        assert used.temp_size_in_bytes + used.argument_size_in_bytes <= \
+            batched.estimated_bytes(structure, rows, k, k) + data_bytes
+
+    def width(free, models=1000, backend="gpu"):
+        return batched.group_width(structure, rows, models, backend, free)
+
+    def free_for(w, models=1000):  # the least free memory that holds groups of w
+        return math.ceil(batched.estimated_bytes(structure, rows, models, w) /
+                         batched.MEMORY_SHARE)
+
+    assert width(free_for(7)) == 7 and width(free_for(8) - 1) == 7
+    assert width(free_for(1000)) is None  # all of them fit: one group
+    assert width(free_for(1) // 2) == 1  # not even one fits: one at a time (the memory
+    assert width(None) is None  # check refuses what cannot fit); unknown memory: one group
+    assert width(10**15, backend="cpu") == 1  # on a CPU, one at a time
