@@ -14,9 +14,9 @@ update: 3; gradients written and read: 2; Adam's two moments read and written: 4
 reads its batch once, as float32; the device's bandwidth, measured here by an elementwise
 pass over a large array (bytes read + written), over those bytes is the most model-steps/s
 any program could reach (on a CPU a model's weights stay in cache, so this bound, of main
-memory, does not bind). Also the models vmapped together per group (regjax.batched's
-group_width, from its memory estimate) and that estimate of a device's memory against
-XLA's memory analysis of the compiled epoch and evaluation (data excluded).
+memory, does not bind). Also the models vmapped together per group (regjax.batched: on
+an accelerator all of a device's models, narrower where XLA's memory analysis says they do
+not fit) and the memory XLA's analysis gives for the compiled program.
 
     python benchmarks/batched_throughput.py                          # K = 1, 8 on a CPU
     python benchmarks/batched_throughput.py --models 1,8,64,256,1024 --epochs 3   # a GPU
@@ -38,15 +38,18 @@ from regjax.devices import device_name, use_cpu_devices
 
 
 def bandwidth(jax, jnp) -> float:
-    """Bytes per second of an elementwise pass over 256 MiB (read + write), median of 20."""
-    x = jnp.ones(64 * 2**20, jnp.float32)
+    """Bytes per second of an elementwise pass over 1 GiB (read + write): the median of five
+    rounds of five passes each, so that a dispatch does not count."""
+    x = jnp.ones(2**28, jnp.float32)
     f = jax.jit(lambda a: a * 1.000001)
     f(x).block_until_ready()
     times = []
-    for _ in range(20):
+    for _ in range(5):
         start = time.perf_counter()
-        f(x).block_until_ready()
-        times.append(time.perf_counter() - start)
+        for _ in range(5):
+            y = f(x)
+        y.block_until_ready()
+        times.append((time.perf_counter() - start) / 5)
     return 2 * x.nbytes / statistics.median(times)
 
 
@@ -76,8 +79,8 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
 
     from regjax import config as cfg
-    from regjax import data, devices
-    from regjax.batched import ManyModels, estimated_bytes, fit_batched
+    from regjax import data
+    from regjax.batched import ManyModels, fit_batched
     from regjax.models import weights_bytes
     from regjax.training import fit
 
@@ -112,21 +115,16 @@ def main(argv=None) -> int:
                   flush=True)
     one = statistics.median(rates[1])
     print("| K | models per group | model-steps/s | vs one model | bound | of bound | "
-          "wall s (incl. compilation) | a device's memory: estimate / XLA's |")
+          "wall s (incl. compilation) | a device's memory (XLA's analysis) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for k in counts:
         rate = statistics.median(rates[k])
         group, memory = "1", ""
         if k > 1:  # the engine fit_batched builds, compiled again for its memory analysis
-            engine = ManyModels(configs[:k], len(train))
+            engine = ManyModels(configs[:k])
             engine.compile(engine.init_state(), engine.put(train), engine.put(val))
-            used = max(devices.compiled_bytes(c) for c in (engine._epoch, engine._validate))
-            shared = sum(s.images.nbytes + s.labels.nbytes for s in (train, val))
-            per_device = len(engine.configs) // jax.local_device_count()
-            width = engine.width or per_device
-            group = str(width)
-            estimate = estimated_bytes(engine.configs[0], len(train), per_device, width)
-            memory = f"{estimate / 1e6:,.0f} / {(used - shared) / 1e6:,.0f} MB"
+            group = str(engine.width)
+            memory = f"{engine.tried[-1][1] / 1e9:,.2f} GB"
         print(f"| {k} | {group} | {rate:,.0f} | {rate / one:.2f}x | {bound:,.0f} | "
               f"{rate / bound:.1%} | {statistics.median(walls[k]):.1f} | {memory} |")
     return 0

@@ -3,8 +3,9 @@ knobs (config.KNOBS: penalties, dropout rate, label smoothing, learning rate, au
 ranges) and in the host-side settings (epochs, early stopping) run as one compiled program:
 regjax.step's epoch mapped over a leading model axis, `vmap_width` models vmapped together
 and the groups one after another (`lax.map`). On a CPU one model at a time is fastest; on
-an accelerator as many as fit its memory (group_width, from XLA's memory analysis of one
-model: thousands of MLPs on one GPU). The host loop is regjax.training's.
+an accelerator all of a device's models at once, in narrower groups where XLA's memory
+analysis of the compiled program says they do not fit (thousands of MLPs on one GPU). The
+host loop is regjax.training's.
 
 Each model keeps its own parameters, optimizer state, batch-norm statistics and key tree
 (from its own seed, exactly as in a single run), so model k follows the run
@@ -21,7 +22,6 @@ so each device trains its share alone.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable
 
 import jax
@@ -32,8 +32,8 @@ from jax.sharding import PartitionSpec as P
 
 from regjax import devices, step
 from regjax.checkpoint import Checkpoints
-from regjax.config import HOST_SIDE, IMAGE_SHAPE, KNOBS, Config
-from regjax.models import make_model, weights_bytes
+from regjax.config import HOST_SIDE, KNOBS, Config
+from regjax.models import make_model
 from regjax.optim import adam_init
 from regjax.training import check_compiled_fits, check_models_fit, train_loop
 from regjax.idx import Split
@@ -71,73 +71,54 @@ def over_models(fn, xs, width: int | None):
     return jax.lax.map(fn, xs, batch_size=width if width > 1 else None)
 
 
-MEMORY_SHARE = 0.5  # of a device's free memory, what a group of vmapped models may use
+MEMORY_SHARE = 0.9  # of a device's free memory, what one compiled epoch may use
 
 
-@functools.lru_cache(maxsize=64)
-def model_bytes(config: Config, train_rows: int) -> tuple[int, int]:
-    """Device memory of one model of a batched run: (kept, working). Kept for the whole run:
-    its weights seven times (parameters and Adam's two moments twice, as an epoch reads one
-    copy and writes the next; the best weights). Working, while its group computes: the larger of the temporaries
-    of its training epoch over `train_rows` rows and of one evaluation chunk, as XLA's
-    memory analysis gives them for the model compiled alone (shapes only: nothing is
-    allocated or run)."""
-    graphdef, params, batch_stats = nnx.split(nnx.eval_shape(lambda: make_model(config)),
-                                              nnx.Param, nnx.BatchStat)
-    program = step.Program(config, graphdef)
-    state = step.TrainState(params, batch_stats, jax.eval_shape(adam_init, params))
-    knobs = step.Knobs.of(config)
-
-    def data(rows: int):
-        return (jax.ShapeDtypeStruct((rows, *IMAGE_SHAPE), jnp.uint8),
-                jax.ShapeDtypeStruct((rows,), jnp.int32))
-
-    epoch = jax.jit(step.train_epoch, static_argnums=0).lower(
-        program, state, *data(train_rows), 0, knobs)
-    evaluation = jax.jit(step.evaluate, static_argnums=0).lower(
-        program, params, batch_stats, *data(step.EVAL_CHUNK), knobs)
-    working = max(c.compile().memory_analysis().temp_size_in_bytes
-                  for c in (epoch, evaluation))
-    return 7 * weights_bytes(config), working
+def on_cpu() -> bool:
+    return jax.default_backend() == "cpu"
 
 
-def estimated_bytes(config: Config, train_rows: int, models: int, width: int) -> int:
-    """A device's memory for `models` models vmapped `width` at a time (data excluded)."""
-    kept, working = model_bytes(config, train_rows)
-    return models * kept + min(width, models) * working
-
-
-def group_width(config: Config, train_rows: int, models: int, backend: str,
-                free: int | None) -> int | None:
-    """How many of a device's `models` run vmapped together (None: all at once). On a CPU
-    one at a time: one model's weights and Adam state stay in the core's cache
-    (benchmarks/batched_throughput.py compares). Elsewhere as many as fit in MEMORY_SHARE of
-    the device's `free` bytes beside every model's kept state (estimated_bytes); the groups
-    run one after another."""
-    if backend == "cpu":
-        return 1
-    if free is None:
-        return None
-    kept, working = model_bytes(config, train_rows)
-    width = max(1, (int(MEMORY_SHARE * free) - models * kept) // working)
-    return None if width >= models else width
+def narrower(width: int, needed: int, temporaries: int, free: int) -> int:
+    """The group width to try after `width` models vmapped together needed `needed` bytes,
+    `temporaries` of them the program's working memory (XLA's memory analysis of the
+    compiled program; the rest, the models' state and the data, does not depend on the
+    width), on a device with `free` bytes: the working memory scaled to what fits beside the
+    rest in MEMORY_SHARE of the free memory, and narrower than `width` in any case."""
+    room = int(MEMORY_SHARE * free) - (needed - temporaries)
+    return max(1, min(width - 1, width * room // max(temporaries, 1)))
 
 
 class ManyModels:
     """The engine of regjax.training.train_loop for K models: the epoch and the evaluation mapped
-    over the model axis, each device running its share (shard_map)."""
+    over the model axis, each device running its share (shard_map). `vmap_width`: how many
+    of a device's models run vmapped together. By default, on a CPU one at a time (one
+    model's weights and Adam state stay in the core's cache; benchmarks/batched_throughput.py
+    compares); elsewhere all of them, in narrower groups where XLA's memory analysis of the
+    compiled program says that does not fit (compile)."""
 
-    def __init__(self, configs: list[Config], train_rows: int, vmap_width: int | None = None):
+    def __init__(self, configs: list[Config], vmap_width: int | None = None):
         for config in configs:
             config.validate()
         self.configs = list(configs)
         structure = shared_structure(self.configs)
         check_models_fit([structure] * len(configs))
         self.program = step.program_of(structure)  # each model's weights: init_state
-        per_device = len(configs) // min(len(configs), jax.local_device_count())
-        width = self.width = vmap_width if vmap_width is not None else group_width(
-            structure, train_rows, per_device, jax.default_backend(), devices.free_bytes())
-        program = self.program
+        local = jax.local_devices()
+        if len(configs) % len(local):
+            local = local[:1]
+        self.mesh = jax.sharding.Mesh(np.array(local), ("models",))
+        self.per_device = len(configs) // len(local)
+        self.per_model = jax.sharding.NamedSharding(self.mesh, P("models"))
+        self.shared = jax.sharding.NamedSharding(self.mesh, P())
+        self.knobs = jax.device_put(step.Knobs.of(self.configs), self.per_model)
+        self.fixed_width = vmap_width is not None or on_cpu()
+        self.tried: list[tuple[int, int]] = []  # (width, bytes needed) of each compilation
+        self._build(vmap_width or (1 if on_cpu() else self.per_device))
+
+    def _build(self, width: int) -> None:
+        """The jitted epoch and evaluation, `width` of a device's models vmapped together."""
+        self.width, program = width, self.program
+        vmapped = None if width >= self.per_device > 1 else width  # None: vmap all
 
         def train_epoch(state, images, labels, epoch, knobs, active):
             def one(m):  # a model that has stopped is skipped (lax.map runs the cond for
@@ -148,32 +129,26 @@ class ManyModels:
                 idle = jax.tree.map(jnp.zeros_like, jax.eval_shape(run))
                 return jax.lax.cond(on, run, lambda: (model_state, idle[1]))
 
-            new, metrics = over_models(one, (state, knobs, active), width)
+            new, metrics = over_models(one, (state, knobs, active), vmapped)
             return where(active, new, state), metrics
 
         def evaluate(params, batch_stats, images, labels, knobs):
             return over_models(
                 lambda m: step.evaluate(program, m[0], m[1], images, labels, m[2]),
-                (params, batch_stats, knobs), width)
+                (params, batch_stats, knobs), vmapped)
 
-        local = jax.local_devices()
-        if len(configs) % len(local):
-            local = local[:1]
-        mesh = jax.sharding.Mesh(np.array(local), ("models",))
-        self.per_model = jax.sharding.NamedSharding(mesh, P("models"))
-        self.shared = jax.sharding.NamedSharding(mesh, P())
         # shard_map: each device runs the program on its own share of the models, as if
         # alone (left to the partitioner, per-model random draws were gathered across
         # devices at every step). No collective is used, so the check of which values vary
         # across devices is off: it rejects the per-model cond that skips stopped models.
         self._train_epoch = jax.jit(jax.shard_map(
-            train_epoch, mesh=mesh, in_specs=(P("models"), P(), P(), P(), P("models"),
-                                              P("models")),
+            train_epoch, mesh=self.mesh, in_specs=(P("models"), P(), P(), P(), P("models"),
+                                                   P("models")),
             out_specs=P("models"), check_vma=False), donate_argnums=0)
         self._evaluate = jax.jit(jax.shard_map(
-            evaluate, mesh=mesh, in_specs=(P("models"), P("models"), P(), P(), P("models")),
+            evaluate, mesh=self.mesh, in_specs=(P("models"), P("models"), P(), P(),
+                                                P("models")),
             out_specs=P("models")))
-        self.knobs = jax.device_put(step.Knobs.of(self.configs), self.per_model)
 
     def init_state(self) -> step.TrainState:
         """Each model initialised from its own seed, bit for bit as a single run is: the
@@ -195,11 +170,24 @@ class ManyModels:
         return jax.device_put(np.asarray(mask), self.per_model)
 
     def compile(self, state, train, validation) -> None:
+        """Compiles the epoch and the evaluation. Unless the group width is fixed, narrower
+        groups while XLA's memory analysis says the device cannot hold them (down to one
+        model at a time, which the memory check then judges)."""
         active = self._models(np.ones(len(self.configs), bool))
-        self._epoch = self._train_epoch.lower(state, *train, jnp.int32(0), self.knobs,
-                                              active).compile()
-        self._validate = self._evaluate.lower(state.params, state.batch_stats, *validation,
-                                              self.knobs).compile()
+        while True:
+            self._epoch = self._train_epoch.lower(state, *train, jnp.int32(0), self.knobs,
+                                                  active).compile()
+            self._validate = self._evaluate.lower(state.params, state.batch_stats,
+                                                  *validation, self.knobs).compile()
+            needed, temporaries = max((devices.compiled_bytes(c),
+                                       c.memory_analysis().temp_size_in_bytes)
+                                      for c in (self._epoch, self._validate))
+            self.tried.append((self.width, needed))
+            free = devices.free_bytes()
+            if self.fixed_width or self.width == 1 or free is None or \
+                    needed <= MEMORY_SHARE * free:
+                break
+            self._build(narrower(self.width, needed, temporaries, free))
         check_compiled_fits([self._epoch, self._validate])
 
     def epoch(self, state, train, epoch, active):
@@ -229,12 +217,12 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
     state is checkpointed after every epoch; with `resume`, training continues from the
     newest intact checkpoint and ends exactly as an uninterrupted run; `should_stop()` true
     before an epoch ends the run as "interrupted", as in `fit`. `vmap_width`: how many of a
-    device's models run vmapped together (default: group_width's choice)."""
+    device's models run vmapped together (default: ManyModels')."""
     n = len(configs)
     count = jax.local_device_count()
     if n > 1 and n % count:  # pad with copies of the last model, to split evenly
         configs = [*configs, *[configs[-1]] * (count - n % count)]
-    engine = ManyModels(configs, len(train), vmap_width)
+    engine = ManyModels(configs, vmap_width)
     total = max(c.epochs for c in configs)
     done = iter(range(1, total + 1))
     records, _ = train_loop(engine, train, validation, test, log=lambda _: None,

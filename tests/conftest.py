@@ -23,6 +23,8 @@ from tests.helpers import FASHION_DIR, write_idx_dir  # noqa: E402
 
 # The tests check the arithmetic in float32. On GPUs JAX's default runs float32 matrix products
 # and convolutions in TF32 (10-bit mantissa), far outside these tolerances; CPUs are unaffected.
+# Through the environment too, for the scripts the tests run (train.py's model against Keras).
+os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
 jax.config.update("jax_default_matmul_precision", "highest")
 
 

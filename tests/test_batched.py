@@ -1,14 +1,12 @@
 """Many models in one program (one at a time or vmapped): each model draws exactly its single
 run's randomness, follows its single run, and stops early on its own."""
 
-import math
-
 import jax
 import numpy as np
 import pytest
 
 import regjax
-from regjax import augment, rng, step
+from regjax import augment, devices, rng, step
 from regjax import batched
 from regjax.batched import fit_batched, over_models, shared_structure
 from regjax.config import preset
@@ -142,30 +140,32 @@ def test_models_that_differ_in_structure_are_refused():
         shared_structure([preset("baseline"), preset("batchnorm")])
 
 
-def test_models_per_group_follow_the_memory_estimate(small):
-    """The estimate must cover what XLA's memory analysis says a vmapped group of models
-    needs (else an automatically sized group could run out of memory), and the group width
-    must be the most models whose estimate fits MEMORY_SHARE of the free memory."""
+def test_groups_narrow_until_xla_says_they_fit(small, monkeypatch):
+    """On an accelerator a device's models start all vmapped together; where XLA's memory
+    analysis of the compiled program says that exceeds MEMORY_SHARE of the free memory,
+    narrower groups (`narrower`) until it fits. Here on a CPU posing as an accelerator with
+    less free memory than four models vmapped together need, more than one at a time."""
     train, val, _ = small
-    configs = MIXED_KNOBS[:3]
-    structure, rows, k = shared_structure(configs), len(train), len(configs)
-    engine = batched.ManyModels(configs, rows, vmap_width=k)
-    engine.compile(engine.init_state(), engine.put(train), engine.put(val))
-    data_bytes = sum(s.images.nbytes + s.labels.nbytes for s in (train, val))
-    for compiled in (engine._epoch, engine._validate):
-        used = compiled.memory_analysis()
-        assert used.temp_size_in_bytes + used.argument_size_in_bytes <= \
-            batched.estimated_bytes(structure, rows, k, k) + data_bytes
+    configs = [preset("dropout", seed=s, epochs=1) for s in range(4)]
 
-    def width(free, models=1000, backend="gpu"):
-        return batched.group_width(structure, rows, models, backend, free)
+    def compiled(**kwargs):
+        engine = batched.ManyModels(configs, **kwargs)
+        engine.compile(engine.init_state(), engine.put(train), engine.put(val))
+        return engine
 
-    def free_for(w, models=1000):  # the least free memory that holds groups of w
-        return math.ceil(batched.estimated_bytes(structure, rows, models, w) /
-                         batched.MEMORY_SHARE)
-
-    assert width(free_for(7)) == 7 and width(free_for(8) - 1) == 7
-    assert width(free_for(1000)) is None  # all of them fit: one group
-    assert width(free_for(1) // 2) == 1  # not even one fits: one at a time (the memory
-    assert width(None) is None  # check refuses what cannot fit); unknown memory: one group
-    assert width(10**15, backend="cpu") == 1  # on a CPU, one at a time
+    (_, all_four), = compiled(vmap_width=4).tried
+    (_, one), = compiled(vmap_width=1).tried
+    assert all_four > one
+    free = int((all_four + one) / 2 / batched.MEMORY_SHARE)
+    monkeypatch.setattr(batched, "on_cpu", lambda: False)
+    monkeypatch.setattr(devices, "free_bytes", lambda device=None: free)
+    tried = compiled().tried
+    assert tried[0] == (4, all_four)
+    widths = [width for width, _ in tried]
+    assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
+    assert all(needed > batched.MEMORY_SHARE * free for _, needed in tried[:-1])
+    assert tried[-1][1] <= batched.MEMORY_SHARE * free
+    # The next width: the working memory scaled to the room left beside the fixed part.
+    assert batched.narrower(100, needed=500, temporaries=400, free=int(300 / 0.9) + 1) == 50
+    assert batched.narrower(10, needed=101, temporaries=100, free=112) == 9  # narrower
+    assert batched.narrower(10, 10**9, 10**9, 1) == 1

@@ -85,6 +85,9 @@ def assert_same_run(out, uninterrupted):
         np.testing.assert_array_equal(arrays[name], value, err_msg=name)  # bitwise
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="an accelerator runs these epochs in milliseconds: the run can end "
+                           "before the kill lands (failed so on an H200)")
 def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uninterrupted,
                                                                    rows_24k):
     out = tmp_path / "run"

@@ -5,6 +5,7 @@ refused in one line."""
 import json
 import shutil
 
+import jax
 import pytest
 
 from regjax import data
@@ -52,7 +53,14 @@ def compared(tmp_path_factory, fashion):
 
 def test_shares_merged_equal_the_one_process_run(compared):
     root, whole, merged, _ = compared
-    assert histories(merged) == histories(whole)  # every model, bitwise, in order
+    if jax.default_backend() == "cpu":
+        assert histories(merged) == histories(whole)  # every model, bitwise, in order
+    else:  # a GPU may pick other kernels for a program of fewer models: float32 rounding,
+        # carried through two epochs of Adam steps (the tolerance of tests/test_batched.py)
+        for ours, theirs in zip(jax.tree.leaves(histories(merged)),
+                                jax.tree.leaves(histories(whole))):
+            assert ours == (pytest.approx(theirs, rel=1e-3)
+                            if isinstance(theirs, float) else theirs)
     same = lambda table: {k: v[:6] for k, v in table.items()}  # noqa: E731 (not wall time)
     assert same(table_rows((root / "merged" / "report.md").read_text())) == \
         same(table_rows((root / "whole" / "report.md").read_text()))

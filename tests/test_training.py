@@ -157,6 +157,9 @@ def test_an_epoch_too_large_for_memory_is_a_clear_error(small, monkeypatch):
         regjax.fit(cfg.preset("baseline", hidden=(8,)), *small[:2], log=quiet)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="forces 4 XLA CPU devices, compared with a run of this process's "
+                           "backend, which is not the CPU")
 def test_data_parallel_training_on_4_devices_follows_one_device(tmp_path, tiny_idx_dir):
     """train.py --devices 4 (4 XLA CPU devices, each batch split between them, batch-norm
     statistics and gradients summed across devices) against one device, with batch norm:
