@@ -84,11 +84,11 @@ def check_counts(args, parser) -> None:
             parser.error(str(e))
 
 
-def run_report(args, parser, write, script: str, report, configs=()) -> int:
+def run_report(args, argv: list[str], parser, write, script: str, report, configs=()) -> int:
     """Locks the output directory (checking room for the checkpoints of `configs`); with
     --merge, reports from the shares' results (report(results, how)); otherwise loads the
-    data and calls write(dataset). A problem the user can fix is one line on stderr and exit
-    status 1."""
+    data and calls write(dataset). A share resumed after it finished is not run again. A
+    problem the user can fix is one line on stderr and exit status 1."""
     from regjax.devices import use_cpu_devices
 
     use_cpu_devices()  # before JAX starts: the models are split between the cores
@@ -97,6 +97,12 @@ def run_report(args, parser, write, script: str, report, configs=()) -> int:
     try:
         from regjax import artifacts, distributed, shards
 
+        command = shlex.join(["python", script, *shards.common_command(argv)])
+        if args.resume and args.shard is not None and \
+                shards.finished_share(args.output_dir / RESULTS, command, args.shard):
+            print(f"share {args.shard[0]}/{args.shard[1]} is already finished: "
+                  f"{args.output_dir / RESULTS}; nothing to resume")
+            return 0
         if args.distributed:  # this process trains its share; process 0 reports
             args.shard = distributed.initialize(args.coordinator, args.num_processes,
                                                 args.process_id, args.timeout)
@@ -280,7 +286,7 @@ def compare_main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     script = "scripts/compare.py"
     report = lambda results, how: write_comparison(args.output_dir, results, how)  # noqa: E731
-    return run_report(args, parser, lambda dataset: train_and_report(
+    return run_report(args, argv, parser, lambda dataset: train_and_report(
         args, argv, script, batches, dataset, report, seeds=args.seeds), script, report,
         [c for _, members in batches for _, c in members])
 

@@ -14,6 +14,7 @@ same (bitwise on a CPU, where a device's models run one at a time).
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 # Flags that differ between the shares of one command (each takes a value).
@@ -46,6 +47,21 @@ def common_command(argv: list[str]) -> list[str]:
         elif not arg.startswith(tuple(f"{flag}=" for flag in PER_SHARE)):
             kept.append(arg)
     return kept
+
+
+def finished_share(path: Path, command: str, shard: tuple[int, int]) -> bool:
+    """Whether `path` holds the finished results of share `shard` of `command` (as
+    common_command gives it; --resume aside) run by this code."""
+    try:
+        share = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+    def plain(line: str) -> list[str]:
+        return [a for a in shlex.split(line) if a != "--resume"]
+
+    return (share.get("shard") == list(shard) and share.get("code") == code_versions()
+            and plain(share.get("command", "")) == plain(command))
 
 
 def code_versions() -> dict[str, str]:

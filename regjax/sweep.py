@@ -82,12 +82,12 @@ def sweep_main(argv: list[str] | None = None) -> int:
     script = "scripts/sweep.py"
     report = lambda results, how: write_sweep(args.output_dir, results, how)  # noqa: E731
     if args.merge:  # the technique, knob and values come from the shares
-        return run_report(args, parser, None, script, report)
+        return run_report(args, argv, parser, None, script, report)
     if args.technique is None or args.values is None:
         parser.error("--technique and --values are required (unless --merge)")
     knob, values, members = sweep_members(args, parser)
     label = f"{args.technique}: {knob} in {args.values}"
-    return run_report(args, parser, lambda dataset: train_and_report(
+    return run_report(args, argv, parser, lambda dataset: train_and_report(
         args, argv, script, [(label, members)], dataset, report, technique=args.technique,
         knob=knob, values=values, seeds=args.seeds), script, report, [c for _, c in members])
 

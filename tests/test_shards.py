@@ -116,6 +116,16 @@ def test_shares_that_do_not_fit_together_are_refused_in_one_line(compared, tmp_p
     assert "0 <= I < N" in capsys.readouterr().err
 
 
+def test_a_finished_share_is_not_run_again(compared, capsys):
+    root, _, _, data_dir = compared
+    done = root / "share0" / "results.json"
+    before = done.read_bytes(), done.stat().st_mtime_ns
+    run(compare_main, [*COMPARE, "--data-dir", str(data_dir)], root / "share0", "--shard",
+        "0/2", "--resume")
+    assert "share 0/2 is already finished" in capsys.readouterr().out
+    assert (done.read_bytes(), done.stat().st_mtime_ns) == before
+
+
 def test_a_stopped_comparison_resumes_to_the_same_histories(compared, tmp_path):
     """Stopped after its first epoch, then resumed from the checkpoint: every history equals
     the uninterrupted run's, bitwise."""
