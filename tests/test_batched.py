@@ -169,3 +169,16 @@ def test_groups_narrow_until_xla_says_they_fit(small, monkeypatch):
     assert batched.narrower(100, needed=500, temporaries=400, free=int(300 / 0.9) + 1) == 50
     assert batched.narrower(10, needed=101, temporaries=100, free=112) == 9  # narrower
     assert batched.narrower(10, 10**9, 10**9, 1) == 1
+
+
+def test_models_start_from_their_single_runs_weights_bit_for_bit():
+    """The batched initialiser (vmapped over the seeds) against each single run's: equal in
+    every bit, batch-norm statistics and Adam's moments included."""
+    configs = [preset("batchnorm", seed=s, dropout=d) for s, d in ((0, 0.0), (7, 0.3),
+                                                                    (123456, 0.5))]
+    batched_state = batched.ManyModels(configs).init_state()
+    for k, config in enumerate(configs):
+        single = step.make_program(config)[1]
+        for ours, theirs in zip(jax.tree.leaves(batched_state), jax.tree.leaves(single),
+                                strict=True):
+            np.testing.assert_array_equal(np.asarray(ours)[k], theirs)

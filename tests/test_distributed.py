@@ -32,6 +32,8 @@ def test_two_processes_report_what_one_process_does(tmp_path, tiny_idx_dir):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
     assert not (tmp_path / "p1").exists()  # process 0 writes the report, alone
+    assert sorted(p.name for p in (tmp_path / "p0").glob("[!.]*")) == [
+        "curves.png", "report.md", "results.json", "summary.png"]
     one, both = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "p0"))
     for name in one["groups"]:  # every model's history, bitwise
         assert [without_timing(r) for r in both["groups"][name]["runs"]] == \
