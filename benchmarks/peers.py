@@ -43,7 +43,9 @@ def run_regjax(technique: str, dataset: data.Dataset, epochs: int | None, seed: 
 # ------------------------------------------------------------------------------- Keras
 
 def keras_model(technique: str):
-    """The notebook's model for `technique`, compiled as the notebook compiles it."""
+    """The notebook's model for `technique`, compiled as the notebook compiles it; for the
+    Part 2 techniques, the notebook's baseline with the Keras 3 feature that implements it
+    (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint)."""
     import keras
     from keras import layers, regularizers
 
@@ -57,9 +59,11 @@ def keras_model(technique: str):
                       metrics=["accuracy"])
         return model
     reg = {"l1": regularizers.l1(0.001), "l2": regularizers.l2(0.001)}.get(technique)
+    constraint = keras.constraints.MaxNorm(3.0, axis=0) if technique == "max_norm" else None
     stack = [keras.Input((784,))]
     for units in (128, 64):
-        stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg))
+        stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg,
+                                  kernel_constraint=constraint))
         if technique == "dropout":
             stack.append(layers.Dropout(0.25))
         if technique == "batchnorm":
@@ -74,7 +78,8 @@ def keras_model(technique: str):
         loss = custom_loss
     else:
         loss = "categorical_crossentropy"
-    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    optimizer = keras.optimizers.AdamW() if technique == "weight_decay" else "adam"
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
 
 

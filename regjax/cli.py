@@ -111,6 +111,15 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=float, metavar="S",
                    help="targets * (1 - S) + S / 10, in [0, 1] (label_smoothing preset: 0.1)")
 
+    g = p.add_argument_group("weights (Keras optimizer semantics)")
+    g.add_argument("--weight-decay", type=float, metavar="WD",
+                   help="AdamW's decoupled decay: every weight w -= w * WD * LR before each "
+                        "update (keras.optimizers.AdamW; weight_decay preset: 0.004)")
+    g.add_argument("--max-norm", type=float, metavar="C",
+                   help="after each update, each hidden unit's incoming weights rescaled to "
+                        "norm <= C (keras.constraints.MaxNorm(C, axis=0); max_norm preset: 3; "
+                        "0: off)")
+
     g = p.add_argument_group("augmentation (Keras ImageDataGenerator semantics, on device)")
     _bool_flag(g, "augment", "random affine transform of every training image, every step")
     g.add_argument("--rotation-range", type=float, metavar="DEG",

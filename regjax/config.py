@@ -28,6 +28,9 @@ class Config:
     l1: float = 0.0  # loss += l1 * sum(|kernel|) over hidden kernels
     l2: float = 0.0  # loss += l2 * sum(kernel**2) over hidden kernels
     label_smoothing: float = 0.0  # targets * (1 - s) + s / 10
+    # weights (Keras optimizer semantics)
+    weight_decay: float = 0.0  # AdamW: w -= w * wd * lr before each update, every weight
+    max_norm: float = 0.0  # > 0: MaxNorm(c, axis=0) on the hidden Dense kernels after each update
     # on-device augmentation (Keras ImageDataGenerator semantics)
     augment: bool = False
     rotation_range: float = 10.0  # degrees
@@ -55,7 +58,8 @@ class Config:
             problems.append(f"hidden sizes must be positive integers, got {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout rate must be in [0, 1), got {self.dropout}")
-        for name in ("l1", "l2", "min_delta", "rotation_range", "shift_range", "shear_range"):
+        for name in ("l1", "l2", "weight_decay", "max_norm", "min_delta", "rotation_range",
+                     "shift_range", "shear_range"):
             if not getattr(self, name) >= 0.0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing <= 1.0:
@@ -90,7 +94,7 @@ class Config:
 # The settings that may differ between models trained together in one compiled program (one
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
-         "shift_range", "shear_range", "zoom_range")
+         "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -129,6 +133,15 @@ PRESETS: dict[str, Preset] = {
     "label_smoothing": Preset(
         Config(label_smoothing=0.1, validation="test"),
         "baseline with targets smoothed by 0.1, validated on test", "--label-smoothing"),
+    # Part 2: the regularizers a reader meets next, each with its Keras 3 reference.
+    "weight_decay": Preset(
+        Config(weight_decay=0.004),
+        "baseline trained with AdamW: decoupled weight decay 0.004 (Keras' default) on every "
+        "weight", "--weight-decay"),
+    "max_norm": Preset(
+        Config(max_norm=3.0),
+        "baseline + MaxNorm(3): each hidden unit's incoming weights rescaled to norm <= 3 "
+        "after every update", "--max-norm"),
 }
 TECHNIQUES = tuple(PRESETS)
 

@@ -31,6 +31,7 @@ from regjax.losses import cross_entropy, weight_penalty
 from regjax.models import make_model
 from regjax.optim import AdamState, adam_init, adam_update
 
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
 EVAL_CHUNK = 2000  # rows per evaluation chunk (fixed, so any split size compiles once)
 
 
@@ -54,6 +55,8 @@ class Knobs(NamedTuple):
     shift_range: Any
     shear_range: Any
     zoom_range: Any
+    weight_decay: Any
+    max_norm: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -176,7 +179,28 @@ def train_step(program: Program, state: TrainState, images, labels, weights, key
         program, state.params, state.batch_stats, x, labels, weights, rng.dropout_key(key),
         knobs, train=True)
     updates, opt_state = adam_update(grads, state.opt_state, knobs.learning_rate)
-    return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), metrics
+    params = state.params
+    if program.config.weight_decay:  # Keras' AdamW: decayed first, then Adam's update
+        params = jax.tree.map(lambda p: p - p * knobs.weight_decay * knobs.learning_rate,
+                              params)
+    params = optax.apply_updates(params, updates)
+    if program.config.max_norm:  # Keras applies constraints after the update
+        params = constrain_max_norm(program, params, batch_stats, knobs.max_norm)
+    return TrainState(params, batch_stats, opt_state), metrics
+
+
+def constrain_max_norm(program: Program, params, batch_stats, max_norm):
+    """keras.constraints.MaxNorm(max_norm, axis=0) on each hidden Dense kernel: every
+    column (a unit's incoming weights) scaled by clip(norm, 0, c) / (1e-7 + norm), which
+    also shrinks a column under the bound by norm / (1e-7 + norm), as Keras does. A model
+    of a batched run whose max_norm is 0 keeps its weights as they are."""
+    model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
+    for layer in model.head.hidden:
+        w = layer.kernel[...]
+        norms = jnp.sqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True))
+        scaled = w * (jnp.clip(norms, 0, max_norm) / (KERAS_EPSILON + norms))
+        layer.kernel[...] = jnp.where(max_norm > 0, scaled, w)
+    return nnx.state(model, nnx.Param)
 
 
 def train_epoch(program: Program, state: TrainState, images, labels, epoch, knobs: Knobs,

@@ -15,8 +15,10 @@ from regjax.config import TECHNIQUES, Config, preset
 
 # What `sweep.py --technique T` varies unless --knob says otherwise.
 DEFAULT_KNOB = {"l1": "l1", "l2": "l2", "dropout": "dropout",
-                "label_smoothing": "label_smoothing", "augmentation": "augment_strength"}
-KNOBS = ("l1", "l2", "dropout", "label_smoothing", "learning_rate", "augment_strength")
+                "label_smoothing": "label_smoothing", "augmentation": "augment_strength",
+                "weight_decay": "weight_decay", "max_norm": "max_norm"}
+KNOBS = ("l1", "l2", "dropout", "label_smoothing", "learning_rate", "augment_strength",
+         "weight_decay", "max_norm")
 RANGES = ("rotation_range", "shift_range", "shear_range", "zoom_range")
 
 
@@ -34,8 +36,9 @@ def sweep_parser() -> argparse.ArgumentParser:
         "sweep.py", "Train one technique over a range of one knob's values and several "
         "seeds, all at once in one program; report test accuracy and generalization gap "
         "against the value.",
-        "knobs: l1, l2, dropout, label_smoothing, learning_rate, augment_strength (scales "
-        "the preset's rotation, shift, shear and zoom ranges; 1 = the notebook's)\n\n"
+        "knobs: l1, l2, dropout, label_smoothing, learning_rate, weight_decay, max_norm, "
+        "augment_strength (scales the preset's rotation, shift, shear and zoom ranges; "
+        "1 = the notebook's)\n\n"
         "example:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "
         "--seeds 3")
     p.add_argument("--technique", metavar="NAME",

@@ -41,7 +41,9 @@ def notebook_loss(smoothing: float):
 def keras_model(config: Config) -> keras.Sequential:
     """The notebook's Keras model for `config` (Dense+ReLU, then BatchNormalization and
     Dropout where the config has them; the CNN's Conv2D and MaxPooling2D first), ending in
-    logits, compiled with Adam (Keras' defaults) and the notebook's loss, with accuracy."""
+    logits, compiled with Adam (Keras' defaults; AdamW with the config's weight decay) and
+    the notebook's loss, with accuracy; MaxNorm on the hidden kernels where the config has
+    it."""
     layers, reg = keras.layers, regularizer(config)
     if config.model == "cnn":
         # regjax penalises the convolution's kernel too when a penalty is set.
@@ -50,15 +52,19 @@ def keras_model(config: Config) -> keras.Sequential:
                  layers.MaxPooling2D((2, 2)), layers.Flatten()]
     else:
         stack = [keras.Input((IMAGE_SHAPE[0] * IMAGE_SHAPE[1],))]
+    constraint = keras.constraints.MaxNorm(config.max_norm, axis=0) if config.max_norm else None
     for units in config.hidden:
-        stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg))
+        stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg,
+                                  kernel_constraint=constraint))
         if config.batchnorm:
             stack.append(layers.BatchNormalization())
         if config.dropout:
             stack.append(layers.Dropout(config.dropout))
     stack.append(layers.Dense(NUM_CLASSES))
     model = keras.Sequential(stack)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+    optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay) \
+        if config.weight_decay else keras.optimizers.Adam(config.learning_rate)
+    model.compile(optimizer=optimizer,
                   loss=notebook_loss(config.label_smoothing), metrics=["categorical_accuracy"])
     return model
 

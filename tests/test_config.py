@@ -28,7 +28,9 @@ def test_presets_are_the_notebooks_settings():
         "early_stopping": {"early_stopping": True, "epochs": 50},  # patience 3 is the default
         "augmentation": {"model": "cnn", "hidden": (128,), "augment": True,
                          "validation": "test"},
-        "label_smoothing": {"label_smoothing": 0.1, "validation": "test"}}
+        "label_smoothing": {"label_smoothing": 0.1, "validation": "test"},
+        # Part 2, each at its Keras reference's default or most common setting
+        "weight_decay": {"weight_decay": 0.004}, "max_norm": {"max_norm": 3.0}}
     assert base.patience == 3 and (base.rotation_range, base.shift_range, base.shear_range,
                                    base.zoom_range) == (10.0, 0.1, 0.2, 0.2)
 
@@ -46,7 +48,7 @@ def layer_summary(model) -> list[tuple]:
     """Each layer's kind and settings, the output layer's activation left out (the notebook's
     softmax is regjax's loss)."""
     keys = ("units", "activation", "rate", "filters", "kernel_size", "pool_size", "momentum",
-            "epsilon", "kernel_regularizer")
+            "epsilon", "kernel_regularizer", "kernel_constraint")
     return [(type(layer).__name__, *(str(layer.get_config().get(k)) for k in keys))
             for layer in model.layers[:-1]] + [("Dense", model.layers[-1].units)]
 
@@ -63,6 +65,10 @@ def test_each_preset_builds_the_notebooks_keras_model(technique):
     config = cfg.preset(technique)
     notebook, ours = peers.keras_model(technique), oracle.keras_model(config)
     assert layer_summary(ours) == layer_summary(notebook)
+    optimizer = lambda m: {k: v for k, v in m.optimizer.get_config().items()  # noqa: E731
+                           if k != "name"}
+    assert type(ours.optimizer) is type(notebook.optimizer)
+    assert optimizer(ours) == optimizer(notebook)
     assert ours.count_params() == notebook.count_params()
     model = make_model(config)
     assert sum(np.size(x) for x in jax.tree.leaves(nnx.state(model))) == notebook.count_params()
