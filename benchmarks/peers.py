@@ -45,7 +45,8 @@ def run_regjax(technique: str, dataset: data.Dataset, epochs: int | None, seed: 
 def keras_model(technique: str):
     """The notebook's model for `technique`, compiled as the notebook compiles it; for the
     Part 2 techniques, the notebook's baseline with the Keras 3 feature that implements it
-    (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint)."""
+    (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint;
+    GaussianNoise(0.1) on the inputs)."""
     import keras
     from keras import layers, regularizers
 
@@ -61,6 +62,8 @@ def keras_model(technique: str):
     reg = {"l1": regularizers.l1(0.001), "l2": regularizers.l2(0.001)}.get(technique)
     constraint = keras.constraints.MaxNorm(3.0, axis=0) if technique == "max_norm" else None
     stack = [keras.Input((784,))]
+    if technique == "gaussian_noise":
+        stack.append(layers.GaussianNoise(0.1))
     for units in (128, 64):
         stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg,
                                   kernel_constraint=constraint))

@@ -120,6 +120,12 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                         "norm <= C (keras.constraints.MaxNorm(C, axis=0); max_norm preset: 3; "
                         "0: off)")
 
+    g = p.add_argument_group("inputs")
+    g.add_argument("--gaussian-noise", type=float, metavar="S",
+                   help="N(0, S) noise added to every input pixel (in [0, 1]) in training, "
+                        "a fresh draw every step (keras.layers.GaussianNoise; gaussian_noise "
+                        "preset: 0.1)")
+
     g = p.add_argument_group("augmentation (Keras ImageDataGenerator semantics, on device)")
     _bool_flag(g, "augment", "random affine transform of every training image, every step")
     g.add_argument("--rotation-range", type=float, metavar="DEG",

@@ -31,6 +31,8 @@ class Config:
     # weights (Keras optimizer semantics)
     weight_decay: float = 0.0  # AdamW: w -= w * wd * lr before each update, every weight
     max_norm: float = 0.0  # > 0: MaxNorm(c, axis=0) on the hidden Dense kernels after each update
+    # inputs
+    gaussian_noise: float = 0.0  # stddev of N(0, s) noise added to the inputs in training
     # on-device augmentation (Keras ImageDataGenerator semantics)
     augment: bool = False
     rotation_range: float = 10.0  # degrees
@@ -58,7 +60,8 @@ class Config:
             problems.append(f"hidden sizes must be positive integers, got {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout rate must be in [0, 1), got {self.dropout}")
-        for name in ("l1", "l2", "weight_decay", "max_norm", "min_delta", "rotation_range",
+        for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "min_delta",
+                     "rotation_range",
                      "shift_range", "shear_range"):
             if not getattr(self, name) >= 0.0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -94,7 +97,7 @@ class Config:
 # The settings that may differ between models trained together in one compiled program (one
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
-         "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm")
+         "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -142,6 +145,10 @@ PRESETS: dict[str, Preset] = {
         Config(max_norm=3.0),
         "baseline + MaxNorm(3): each hidden unit's incoming weights rescaled to norm <= 3 "
         "after every update", "--max-norm"),
+    "gaussian_noise": Preset(
+        Config(gaussian_noise=0.1),
+        "baseline + GaussianNoise(0.1) on the inputs: N(0, 0.1) added to every pixel in "
+        "training", "--gaussian-noise"),
 }
 TECHNIQUES = tuple(PRESETS)
 

@@ -9,6 +9,7 @@ as a parent (to derive keys), nor shared between branches:
                -> train -> epoch(e) -> shuffle           the epoch's order of rows
                                     -> step(i) -> dropout   masks, per layer below it
                                                -> augment   the affine parameters
+                                               -> noise     the inputs' Gaussian noise
 
 A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
 recomputed on resume, and a model trained among others (regjax.batched) draws exactly what
@@ -32,7 +33,7 @@ import numpy as np
 # Branch numbers: a child is fold_in(parent, number); siblings have different numbers.
 INIT, TRAIN = 0, 1
 SHUFFLE, STEPS = 0, 1
-DROPOUT, AUGMENT = 0, 1
+DROPOUT, AUGMENT, NOISE = 0, 1, 2
 
 
 def root_key(seed) -> jax.Array:
@@ -64,6 +65,10 @@ def dropout_key(step: jax.Array) -> jax.Array:
 
 def augment_key(step: jax.Array) -> jax.Array:
     return jax.random.fold_in(step, AUGMENT)
+
+
+def noise_key(step: jax.Array) -> jax.Array:
+    return jax.random.fold_in(step, NOISE)
 
 
 # Threefry-2x32 (Salmon et al., 2011, "Parallel random numbers: as easy as 1, 2, 3"), as in
@@ -107,6 +112,13 @@ def uniform(key: jax.Array, shape: tuple[int, ...], minval=0.0, maxval=1.0) -> j
     floats = jax.lax.bitcast_convert_type(mantissa | one, jnp.float32) - 1.0
     minval, maxval = jnp.float32(minval), jnp.float32(maxval)
     return jax.lax.max(minval, floats * (maxval - minval) + minval)
+
+
+def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """float32 standard normal, as jax.random.normal computes it: sqrt(2) * erfinv of a
+    uniform in (-1, 1)."""
+    low = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    return np.float32(np.sqrt(2)) * jax.lax.erf_inv(uniform(key, shape, low, 1.0))
 
 
 def bernoulli(key: jax.Array, p, shape: tuple[int, ...]) -> jax.Array:

@@ -57,6 +57,7 @@ class Knobs(NamedTuple):
     zoom_range: Any
     weight_decay: Any
     max_norm: Any
+    gaussian_noise: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -175,6 +176,8 @@ def train_step(program: Program, state: TrainState, images, labels, weights, key
             rng.augment_key(key), x, rotation_range=knobs.rotation_range,
             shift_range=knobs.shift_range, shear_range=knobs.shear_range,
             zoom_range=knobs.zoom_range)
+    if program.config.gaussian_noise:  # keras.layers.GaussianNoise on the model's inputs
+        x = x + knobs.gaussian_noise * rng.normal(rng.noise_key(key), x.shape)
     grads, (batch_stats, metrics) = jax.grad(loss, argnums=1, has_aux=True)(
         program, state.params, state.batch_stats, x, labels, weights, rng.dropout_key(key),
         knobs, train=True)

@@ -52,6 +52,8 @@ def keras_model(config: Config) -> keras.Sequential:
                  layers.MaxPooling2D((2, 2)), layers.Flatten()]
     else:
         stack = [keras.Input((IMAGE_SHAPE[0] * IMAGE_SHAPE[1],))]
+    if config.gaussian_noise:
+        stack.insert(1, layers.GaussianNoise(config.gaussian_noise))
     constraint = keras.constraints.MaxNorm(config.max_norm, axis=0) if config.max_norm else None
     for units in config.hidden:
         stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg,

@@ -30,7 +30,8 @@ def test_presets_are_the_notebooks_settings():
                          "validation": "test"},
         "label_smoothing": {"label_smoothing": 0.1, "validation": "test"},
         # Part 2, each at its Keras reference's default or most common setting
-        "weight_decay": {"weight_decay": 0.004}, "max_norm": {"max_norm": 3.0}}
+        "weight_decay": {"weight_decay": 0.004}, "max_norm": {"max_norm": 3.0},
+        "gaussian_noise": {"gaussian_noise": 0.1}}
     assert base.patience == 3 and (base.rotation_range, base.shift_range, base.shear_range,
                                    base.zoom_range) == (10.0, 0.1, 0.2, 0.2)
 
@@ -48,7 +49,7 @@ def layer_summary(model) -> list[tuple]:
     """Each layer's kind and settings, the output layer's activation left out (the notebook's
     softmax is regjax's loss)."""
     keys = ("units", "activation", "rate", "filters", "kernel_size", "pool_size", "momentum",
-            "epsilon", "kernel_regularizer", "kernel_constraint")
+            "epsilon", "kernel_regularizer", "kernel_constraint", "stddev")
     return [(type(layer).__name__, *(str(layer.get_config().get(k)) for k in keys))
             for layer in model.layers[:-1]] + [("Dense", model.layers[-1].units)]
 

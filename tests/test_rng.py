@@ -23,6 +23,8 @@ def test_uniform_and_bernoulli_equal_jax_random():
     np.testing.assert_array_equal(ours(key), theirs(key))
     np.testing.assert_array_equal(rng.bernoulli(key, 0.3, (64, 64)),
                                   jax.random.bernoulli(key, 0.3, (64, 64)))
+    np.testing.assert_array_equal(jax.jit(lambda k: rng.normal(k, (1000,)))(key),
+                                  jax.jit(lambda k: jax.random.normal(k, (1000,)))(key))
 
 
 def test_bits_are_exact_under_vmap():

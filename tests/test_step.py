@@ -156,6 +156,52 @@ def test_a_training_step_trains_on_keras_warped_images(fashion):
     assert reported != pytest.approx(loss_of(images / 255), rel=1e-3)
 
 
+def test_gaussian_noise_draws_as_keras_gaussian_noise_does():
+    """regjax's noise (rng.normal scaled by the knob) and keras.layers.GaussianNoise in
+    training come from different random streams, so their distributions are compared:
+    200,000 draws each, the two-sample Kolmogorov-Smirnov test, both against N(0, 0.3), and
+    the standard deviation (its sampling error is 0.16% at this size; 1% allowed). In
+    evaluation Keras' layer is the identity, as regjax's evaluation (no noise) is."""
+    import keras
+    from scipy import stats
+
+    sigma, n = 0.3, 200_000
+    ours = np.asarray(sigma * rng.normal(rng.noise_key(jax.random.key(5)), (n,)))
+    layer = keras.layers.GaussianNoise(sigma, seed=5)
+    theirs = np.asarray(layer(np.zeros((n,), np.float32), training=True))
+    assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    for draws in (ours, theirs):
+        assert stats.kstest(draws, "norm", args=(0, sigma)).pvalue > 1e-3
+        assert np.std(draws) == pytest.approx(sigma, rel=0.01)
+        assert abs(np.mean(draws)) < 5 * sigma / np.sqrt(n)
+    assert stats.ks_2samp(ours, 1.1 * theirs).pvalue < 1e-6  # the test tells sigmas apart
+    x = np.random.default_rng(0).random((3, 784), np.float32)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+
+
+def test_a_training_step_trains_on_the_noisy_inputs(fashion):
+    """The gaussian_noise preset's step reports the loss of its batch plus the noise drawn
+    from the step's noise key (normalised pixels + 0.1 N(0, 1)), not of the clean batch.
+    The MLP without dropout computes the same in training and evaluation mode."""
+    config = cfg.preset("gaussian_noise")
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
+    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
+    _, metrics = jax.jit(step.train_step, static_argnums=0)(
+        program, state, images, labels, jnp.ones(64), key, knobs)
+    reported = step.per_model(metrics)[0]["loss"]
+
+    def loss_of(x):
+        return float(step.loss(program, state.params, state.batch_stats, x, labels,
+                               jnp.ones(64), None, knobs, train=False)[0])
+
+    clean = images.astype(np.float32) / 255
+    noisy = clean + 0.1 * np.asarray(rng.normal(rng.noise_key(key), clean.shape))
+    assert reported == pytest.approx(loss_of(noisy), rel=1e-5)
+    assert reported != pytest.approx(loss_of(clean), rel=1e-3)
+
+
 def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
     """A partial batch of 36 rows padded to 64 slots with other real rows of weight 0: the
     moving statistics after the step are numpy's statistics of the 36 rows (mean and biased
