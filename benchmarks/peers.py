@@ -46,14 +46,15 @@ def keras_model(technique: str):
     """The notebook's model for `technique`, compiled as the notebook compiles it; for the
     Part 2 techniques, the notebook's baseline with the Keras 3 feature that implements it
     (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint;
-    GaussianNoise(0.1) on the inputs)."""
+    GaussianNoise(0.1) on the inputs; SpatialDropout2D(0.2) on the CNN's pooled maps)."""
     import keras
     from keras import layers, regularizers
 
-    if technique == "augmentation":
+    if technique in ("augmentation", "spatial_dropout"):
+        maps = [layers.SpatialDropout2D(0.2)] if technique == "spatial_dropout" else []
         model = keras.Sequential([
             keras.Input((28, 28, 1)),
-            layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)), *maps,
             layers.Flatten(), layers.Dense(128, activation="relu"),
             layers.Dense(10, activation="softmax")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",

@@ -100,6 +100,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="hidden Dense sizes (default: the preset's, 128,64; augmentation 128)")
     g.add_argument("--dropout", type=float, metavar="RATE",
                    help="dropout rate after each hidden layer, in [0, 1) (dropout preset: 0.25)")
+    g.add_argument("--spatial-dropout", type=float, metavar="RATE",
+                   help="CNN only: whole feature maps of the convolution dropped with this "
+                        "rate (keras.layers.SpatialDropout2D; spatial_dropout preset: 0.2)")
     _bool_flag(g, "batchnorm", "BatchNormalization after each hidden layer "
                "(momentum 0.99, epsilon 1e-3)")
 

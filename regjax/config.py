@@ -23,6 +23,7 @@ class Config:
     model: str = "mlp"  # "mlp" (Dense stack) or "cnn" (Conv 3x3 -> MaxPool -> Dense stack)
     hidden: tuple[int, ...] = (128, 64)  # sizes of the hidden Dense layers
     dropout: float = 0.0  # rate of the Dropout after each hidden ReLU
+    spatial_dropout: float = 0.0  # CNN: rate of SpatialDropout2D on the convolution's maps
     batchnorm: bool = False  # BatchNormalization after each hidden ReLU
     # loss
     l1: float = 0.0  # loss += l1 * sum(|kernel|) over hidden kernels
@@ -60,6 +61,11 @@ class Config:
             problems.append(f"hidden sizes must be positive integers, got {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout rate must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.spatial_dropout < 1.0:
+            problems.append(f"spatial dropout rate must be in [0, 1), got {self.spatial_dropout}")
+        elif self.spatial_dropout and self.model != "cnn":
+            problems.append("spatial dropout drops whole feature maps of the convolution: it "
+                            "needs --model cnn")
         for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "min_delta",
                      "rotation_range",
                      "shift_range", "shear_range"):
@@ -97,7 +103,8 @@ class Config:
 # The settings that may differ between models trained together in one compiled program (one
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
-         "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise")
+         "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
+         "spatial_dropout")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -149,6 +156,10 @@ PRESETS: dict[str, Preset] = {
         Config(gaussian_noise=0.1),
         "baseline + GaussianNoise(0.1) on the inputs: N(0, 0.1) added to every pixel in "
         "training", "--gaussian-noise"),
+    "spatial_dropout": Preset(
+        Config(model="cnn", hidden=(128,), spatial_dropout=0.2, validation="test"),
+        "the augmentation preset's CNN, not augmented, + SpatialDropout2D(0.2): whole feature "
+        "maps dropped", "--spatial-dropout, --model cnn"),
 }
 TECHNIQUES = tuple(PRESETS)
 

@@ -18,11 +18,23 @@ from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 CONV_FILTERS = 32
+# The convolution block's branch of a step's dropout key (the hidden layers take 0, 1, ...).
+CONV_BLOCK = 2**16
 
 
 def dense(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(in_features, out_features, kernel_init=nnx.initializers.glorot_uniform(),
                       bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+
+def spatial_dropout_maps(x: jax.Array, rate, key: jax.Array) -> jax.Array:
+    """Keras' SpatialDropout2D on [B, H, W, C] maps: each (image, channel) map zeroed whole
+    with probability `rate`, the kept ones scaled by 1 / (1 - rate). Applied after the
+    pooling, which is the same as before it: a map's mask is one non-negative factor, which
+    ReLU and max-pooling commute with."""
+    keep = 1.0 - rate
+    maps = rng.bernoulli(key, keep, (x.shape[0], 1, 1, x.shape[3]))
+    return jax.lax.select(jnp.broadcast_to(maps, x.shape), x / keep, jnp.zeros_like(x))
 
 
 def inverted_dropout(x: jax.Array, rate, key: jax.Array) -> jax.Array:
@@ -69,7 +81,9 @@ class MLP(nnx.Module):
     def __init__(self, config: Config, rngs: nnx.Rngs):
         self.head = DenseStack(IMAGE_SHAPE[0] * IMAGE_SHAPE[1], config, rngs)
 
-    def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None):
+    def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None,
+                 spatial_dropout=None):
+        del spatial_dropout  # no feature maps (Config.validate refuses the combination)
         return self.head(images.reshape(images.shape[0], -1), train=train, key=key, mask=mask,
                          dropout=dropout)
 
@@ -135,9 +149,14 @@ class CNN(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((CONV_FILTERS,)))
         pooled = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
         self.head = DenseStack(pooled, config, rngs)
+        self.spatial_dropout_rate = config.spatial_dropout  # 0: no spatial dropout at all
 
-    def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None):
+    def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None,
+                 spatial_dropout=None):
         x = conv3x3_relu_maxpool(images, self.kernel[...], self.bias[...])
+        if train and self.spatial_dropout_rate > 0:
+            rate = self.spatial_dropout_rate if spatial_dropout is None else spatial_dropout
+            x = spatial_dropout_maps(x, rate, jax.random.fold_in(key, CONV_BLOCK))
         return self.head(x.reshape(x.shape[0], -1), train=train, key=key, mask=mask,
                          dropout=dropout)
 

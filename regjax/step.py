@@ -58,6 +58,7 @@ class Knobs(NamedTuple):
     weight_decay: Any
     max_norm: Any
     gaussian_noise: Any
+    spatial_dropout: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -155,7 +156,8 @@ def loss(program: Program, params, batch_stats, images, labels, weights, key,
     c = program.config
     # copy: fresh Variables belonging to this trace, which batch norm may update.
     model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
-    logits = model(images, train=train, key=key, mask=weights > 0, dropout=knobs.dropout)
+    logits = model(images, train=train, key=key, mask=weights > 0, dropout=knobs.dropout,
+                   spatial_dropout=knobs.spatial_dropout)
     per_example = cross_entropy(logits, labels, knobs.label_smoothing)
     count = jnp.sum(weights)
     total = jnp.sum(per_example * weights)

@@ -49,7 +49,10 @@ def keras_model(config: Config) -> keras.Sequential:
         # regjax penalises the convolution's kernel too when a penalty is set.
         stack = [keras.Input((*IMAGE_SHAPE, 1)),
                  layers.Conv2D(32, (3, 3), activation="relu", kernel_regularizer=reg),
-                 layers.MaxPooling2D((2, 2)), layers.Flatten()]
+                 layers.MaxPooling2D((2, 2))]
+        if config.spatial_dropout:
+            stack.append(layers.SpatialDropout2D(config.spatial_dropout))
+        stack.append(layers.Flatten())
     else:
         stack = [keras.Input((IMAGE_SHAPE[0] * IMAGE_SHAPE[1],))]
     if config.gaussian_noise:

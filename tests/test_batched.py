@@ -96,7 +96,7 @@ def assert_batched_equal_single_runs(small, configs, vmap_width):
     [preset("batchnorm", seed=s, epochs=2) for s in (0, 5)],
     [preset("augmentation", seed=0, epochs=1, hidden=(16,)),
      preset("augmentation", seed=0, epochs=1, hidden=(16,), rotation_range=30.0,
-            zoom_range=0.0)],
+            zoom_range=0.0, spatial_dropout=0.3)],
 ], ids=["mlp-knobs", "batchnorm", "cnn-augmentation"])
 def test_each_batched_model_follows_its_single_run(small, configs):
     assert_batched_equal_single_runs(small, configs, vmap_width=None)

@@ -10,8 +10,8 @@ from scipy import stats
 
 from regjax import config as cfg
 from regjax import step
-from regjax.models import (BN_EPSILON, BN_MOMENTUM, conv3x3_relu_maxpool, inverted_dropout,
-                           make_model)
+from regjax.models import (BN_EPSILON, BN_MOMENTUM, CONV_BLOCK, conv3x3_relu_maxpool,
+                           inverted_dropout, make_model, spatial_dropout_maps)
 
 
 def inputs(n=32, seed=0):
@@ -105,6 +105,47 @@ def test_dropout_scaling_matches_keras_dropout():
     theirs = np.unique(np.asarray(keras.layers.Dropout(0.25, seed=0)(h, training=True)))
     np.testing.assert_allclose(ours, theirs, rtol=1e-7)  # {0, 1 / 0.75}
     assert len(ours) == 2
+
+
+def test_spatial_dropout_drops_whole_maps_as_keras_spatialdropout2d():
+    """keras.layers.SpatialDropout2D and regjax's draw from different random streams, so
+    both are compared on all-ones maps shaped like the CNN's pooled output: every (image,
+    channel) map is zeroed whole or kept whole, kept ones scaled by 1 / (1 - rate), and the
+    fraction dropped of 400 x 32 maps is the rate within 5 standard errors (0.02) on both
+    sides. In evaluation Keras' layer is the identity (regjax draws no mask there)."""
+    rate, x = 0.3, jnp.ones((400, 13, 13, 32))
+    layer = keras.layers.SpatialDropout2D(rate, seed=0)
+    for maps in (np.asarray(spatial_dropout_maps(x, rate, jax.random.key(0))),
+                 np.asarray(layer(x, training=True))):
+        per_map = maps.reshape(400, 169, 32)
+        assert np.all(per_map == per_map[:, :1, :])  # each map constant
+        np.testing.assert_allclose(np.unique(maps), [0.0, 1 / (1 - rate)], rtol=1e-6)
+        dropped = np.mean(per_map[:, 0, :] == 0)
+        assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / (400 * 32))
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+
+
+def test_the_cnn_drops_its_pooled_maps_in_training_only():
+    """The spatial_dropout preset's CNN: in training, the head sees the pooled maps times the
+    mask drawn from the convolution block's branch of the step's dropout key; in evaluation
+    the maps as they are. A knob of 0 (a batched model without it) is the identity."""
+    config = cfg.preset("spatial_dropout", hidden=(16,))
+    model = make_model(config)
+    images = jax.random.uniform(jax.random.key(1), (8, 28, 28))
+    key = jax.random.key(2)
+    pooled = conv3x3_relu_maxpool(images, model.kernel[...], model.bias[...])
+
+    def head(maps):
+        return model.head(maps.reshape(8, -1), train=False)
+
+    masked = spatial_dropout_maps(pooled, 0.2, jax.random.fold_in(key, CONV_BLOCK))
+    np.testing.assert_allclose(model(images, train=True, key=key), head(masked), rtol=1e-6)
+    np.testing.assert_allclose(model(images, train=False), head(pooled), rtol=1e-6)
+    assert not np.allclose(head(masked), head(pooled), rtol=1e-3)  # the mask bites
+    np.testing.assert_array_equal(
+        model(images, train=True, key=key, spatial_dropout=jnp.float32(0.0)), head(pooled))
+    with pytest.raises(ValueError, match="spatial dropout .* needs --model cnn"):
+        cfg.preset("baseline", spatial_dropout=0.2)
 
 
 def test_batchnorm_statistics_ignore_padded_rows():
