@@ -128,6 +128,10 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="N(0, S) noise added to every input pixel (in [0, 1]) in training, "
                         "a fresh draw every step (keras.layers.GaussianNoise; gaussian_noise "
                         "preset: 0.1)")
+    g.add_argument("--mixup", type=float, metavar="ALPHA",
+                   help="MixUp: each training image and its target blended with another's of "
+                        "the batch, weights from Beta(ALPHA, ALPHA) (keras.layers.MixUp; "
+                        "mixup preset: 0.2; 0: off)")
 
     g = p.add_argument_group("augmentation (Keras ImageDataGenerator semantics, on device)")
     _bool_flag(g, "augment", "random affine transform of every training image, every step")

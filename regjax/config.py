@@ -34,6 +34,7 @@ class Config:
     max_norm: float = 0.0  # > 0: MaxNorm(c, axis=0) on the hidden Dense kernels after each update
     # inputs
     gaussian_noise: float = 0.0  # stddev of N(0, s) noise added to the inputs in training
+    mixup: float = 0.0  # > 0: MixUp's alpha (images and targets blended with Beta weights)
     # on-device augmentation (Keras ImageDataGenerator semantics)
     augment: bool = False
     rotation_range: float = 10.0  # degrees
@@ -66,7 +67,8 @@ class Config:
         elif self.spatial_dropout and self.model != "cnn":
             problems.append("spatial dropout drops whole feature maps of the convolution: it "
                             "needs --model cnn")
-        for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "min_delta",
+        for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "mixup",
+                     "min_delta",
                      "rotation_range",
                      "shift_range", "shear_range"):
             if not getattr(self, name) >= 0.0:
@@ -104,7 +106,7 @@ class Config:
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
          "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
-         "spatial_dropout")
+         "spatial_dropout", "mixup")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -160,6 +162,10 @@ PRESETS: dict[str, Preset] = {
         Config(model="cnn", hidden=(128,), spatial_dropout=0.2, validation="test"),
         "the augmentation preset's CNN, not augmented, + SpatialDropout2D(0.2): whole feature "
         "maps dropped", "--spatial-dropout, --model cnn"),
+    "mixup": Preset(
+        Config(mixup=0.2),
+        "baseline + MixUp(alpha=0.2): each training image and its target blended with "
+        "another's of the batch", "--mixup"),
 }
 TECHNIQUES = tuple(PRESETS)
 

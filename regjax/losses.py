@@ -14,11 +14,23 @@ def smooth_labels(one_hot: jax.Array, smoothing: float) -> jax.Array:
     return one_hot * (1.0 - smoothing) + smoothing / one_hot.shape[-1]
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
+def mixed_one_hot(labels: jax.Array, mix=None, dtype=jnp.float32) -> jax.Array:
+    """One-hot targets of integer labels; with `mix` = (partner rows, weights lam) from
+    regjax.mixing, Keras' mixed targets lam * y + (1 - lam) * y[partner]."""
+    one_hot = jax.nn.one_hot(labels, NUM_CLASSES, dtype=dtype)
+    if mix is None:
+        return one_hot
+    partner, lam = mix
+    return lam[:, None] * one_hot + (1.0 - lam[:, None]) * one_hot[partner]
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0,
+                  mix=None) -> jax.Array:
     """Per-example categorical cross-entropy of softmax(logits) against integer labels with
-    smoothed one-hot targets, computed from the logits with log_softmax, as Keras does on
-    TensorFlow (the notebook's backend)."""
-    targets = smooth_labels(jax.nn.one_hot(labels, NUM_CLASSES, dtype=logits.dtype), smoothing)
+    smoothed one-hot targets (mixed first, where `mix` is given: mixed_one_hot), computed
+    from the logits with log_softmax, as Keras does on TensorFlow (the notebook's
+    backend)."""
+    targets = smooth_labels(mixed_one_hot(labels, mix, logits.dtype), smoothing)
     return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
 
 

@@ -10,6 +10,7 @@ as a parent (to derive keys), nor shared between branches:
                                     -> step(i) -> dropout   masks, per layer below it
                                                -> augment   the affine parameters
                                                -> noise     the inputs' Gaussian noise
+                                               -> mix       MixUp's partners and weights
 
 A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
 recomputed on resume, and a model trained among others (regjax.batched) draws exactly what
@@ -33,7 +34,7 @@ import numpy as np
 # Branch numbers: a child is fold_in(parent, number); siblings have different numbers.
 INIT, TRAIN = 0, 1
 SHUFFLE, STEPS = 0, 1
-DROPOUT, AUGMENT, NOISE = 0, 1, 2
+DROPOUT, AUGMENT, NOISE, MIX = 0, 1, 2, 3
 
 
 def root_key(seed) -> jax.Array:
@@ -69,6 +70,10 @@ def augment_key(step: jax.Array) -> jax.Array:
 
 def noise_key(step: jax.Array) -> jax.Array:
     return jax.random.fold_in(step, NOISE)
+
+
+def mix_key(step: jax.Array) -> jax.Array:
+    return jax.random.fold_in(step, MIX)
 
 
 # Threefry-2x32 (Salmon et al., 2011, "Parallel random numbers: as easy as 1, 2, 3"), as in
@@ -119,6 +124,52 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     uniform in (-1, 1)."""
     low = np.nextafter(np.float32(-1.0), np.float32(0.0))
     return np.float32(np.sqrt(2)) * jax.lax.erf_inv(uniform(key, shape, low, 1.0))
+
+
+def stable_argsort(keys: jax.Array) -> jax.Array:
+    """np.argsort(keys, kind="stable") of uint32 keys along the last axis, as int32.
+
+    Packing each key and its position into one 64-bit value (key << 32 | position) makes it
+    a sort of a single array, which XLA's CPU runtime sorts several times faster than
+    argsort's sort of (key, position) pairs; equal keys keep their order, as in a stable
+    sort (benchmarks/step_throughput.py measures the epoch). regjax.step shuffles an
+    epoch's rows with it."""
+    positions = jnp.arange(keys.shape[-1], dtype=jnp.uint32)
+    with jax.enable_x64():  # local to these ops: the rest of the program stays 32-bit
+        packed = keys.astype(jnp.uint64) << 32 | positions.astype(jnp.uint64)
+        return (jnp.sort(packed, axis=-1) & 0xFFFFFFFF).astype(jnp.int32)
+
+
+GAMMA_TRIES = 8  # candidates per draw; all rejected with probability < 1e-10
+
+
+def log_gamma_from_uniforms(u: jax.Array, a) -> jax.Array:
+    """log of a Gamma(a, 1) draw (a > 0; may be traced) from 2 * GAMMA_TRIES + 1 uniforms
+    in [0, 1) along the first axis of `u`: Marsaglia and Tsang's method (2000) for shape
+    a + 1, times U^(1/a) (their boost for a < 1, used for every a so that one formula serves
+    all). The rejection loop is unrolled into GAMMA_TRIES candidates, the first accepted one
+    kept: plain elementwise arithmetic, exact under vmap, where jax.random.gamma runs a
+    while loop per element (on a CPU that made a MixUp step several times the step itself)."""
+    tries = GAMMA_TRIES
+    low = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    x = np.float32(np.sqrt(2)) * jax.lax.erf_inv(jnp.maximum(2.0 * u[:tries] - 1.0, low))
+    d = a + 1.0 - 1.0 / 3.0
+    c = 1.0 / jnp.sqrt(9.0 * d)
+    v = (1.0 + c * x) ** 3
+    safe_v = jnp.where(v > 0, v, 1.0)
+    accepted = (v > 0) & (jnp.log(u[tries:2 * tries]) <
+                          0.5 * x * x + d - d * safe_v + d * jnp.log(safe_v))
+    first = jnp.where(jnp.any(accepted, axis=0), jnp.argmax(accepted, axis=0), tries - 1)
+    log_v = jnp.take_along_axis(jnp.log(safe_v), first[None], axis=0)[0]
+    return jnp.log(d) + log_v + jnp.log(u[2 * tries]) / a
+
+
+def beta(key: jax.Array, a, b, shape: tuple[int, ...]) -> jax.Array:
+    """A Beta(a, b) draw as X / (X + Y) of Gamma(a) and Gamma(b) draws, from their logs (so
+    that draws near 0 and 1 for small a and b neither underflow nor divide 0 by 0); every
+    uniform it needs from one call of `uniform`."""
+    u = uniform(key, (2, 2 * GAMMA_TRIES + 1, *shape))
+    return jax.nn.sigmoid(log_gamma_from_uniforms(u[0], a) - log_gamma_from_uniforms(u[1], b))
 
 
 def bernoulli(key: jax.Array, p, shape: tuple[int, ...]) -> jax.Array:

@@ -25,9 +25,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from regjax import augment, rng
+from regjax import augment, mixing, rng
 from regjax.config import KNOBS, Config
-from regjax.losses import cross_entropy, weight_penalty
+from regjax.losses import cross_entropy, mixed_one_hot, weight_penalty
 from regjax.models import make_model
 from regjax.optim import AdamState, adam_init, adam_update
 
@@ -59,6 +59,7 @@ class Knobs(NamedTuple):
     max_norm: Any
     gaussian_noise: Any
     spatial_dropout: Any
+    mixup: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -111,23 +112,10 @@ def make_program(config: Config) -> tuple[Program, TrainState]:
 
 # ------------------------------------------------------------------------------ the data
 
-def stable_argsort(keys: jax.Array) -> jax.Array:
-    """np.argsort(keys, kind="stable") of uint32 keys along the last axis, as int32.
-
-    Packing each key and its position into one 64-bit value (key << 32 | position) makes it
-    a sort of a single array, which XLA's CPU runtime sorts several times faster than
-    argsort's sort of (key, position) pairs; equal keys keep their order, as in a stable
-    sort (benchmarks/step_throughput.py measures the epoch)."""
-    positions = jnp.arange(keys.shape[-1], dtype=jnp.uint32)
-    with jax.enable_x64():  # local to these ops: the rest of the program stays 32-bit
-        packed = keys.astype(jnp.uint64) << 32 | positions.astype(jnp.uint64)
-        return (jnp.sort(packed, axis=-1) & 0xFFFFFFFF).astype(jnp.int32)
-
-
 def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
     """A uniformly random permutation of range(n): rows ordered by random 32-bit keys, ties
     by row number. One sort is cheaper than jax.random.permutation's repeated sorts."""
-    return stable_argsort(rng.bits(key, (n,)))
+    return rng.stable_argsort(rng.bits(key, (n,)))
 
 
 def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Array]:
@@ -149,23 +137,26 @@ def normalize(images: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------- the program
 
 def loss(program: Program, params, batch_stats, images, labels, weights, key,
-         knobs: Knobs, *, train: bool):
+         knobs: Knobs, *, train: bool, mix=None):
     """Mean cross-entropy over the weighted rows plus the weight penalty, as Keras reports
     it. `images` are float [B, 28, 28]; `key` is the step's dropout key (None when not
-    training). Returns (loss, (new batch stats, Metrics))."""
+    training); `mix`, MixUp's partners and weights (regjax.mixing), makes the targets mixed
+    (accuracy then counts the mixed target's largest class, as Keras' accuracy does).
+    Returns (loss, (new batch stats, Metrics))."""
     c = program.config
     # copy: fresh Variables belonging to this trace, which batch norm may update.
     model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
     logits = model(images, train=train, key=key, mask=weights > 0, dropout=knobs.dropout,
                    spatial_dropout=knobs.spatial_dropout)
-    per_example = cross_entropy(logits, labels, knobs.label_smoothing)
+    per_example = cross_entropy(logits, labels, knobs.label_smoothing, mix)
     count = jnp.sum(weights)
     total = jnp.sum(per_example * weights)
     # A penalty the structure lacks costs nothing; one it has takes each model's value.
     penalty = weight_penalty(model.regularized_kernels(), knobs.l1 if c.l1 else 0.0,
                              knobs.l2 if c.l2 else 0.0)
     mean = total / jnp.maximum(count, 1.0) + penalty
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+    target = labels if mix is None else jnp.argmax(mixed_one_hot(labels, mix), -1)
+    correct = jnp.sum((jnp.argmax(logits, -1) == target) * weights)
     return mean, (nnx.state(model, nnx.BatchStat), Metrics(total + penalty * count, correct, count))
 
 
@@ -178,11 +169,14 @@ def train_step(program: Program, state: TrainState, images, labels, weights, key
             rng.augment_key(key), x, rotation_range=knobs.rotation_range,
             shift_range=knobs.shift_range, shear_range=knobs.shear_range,
             zoom_range=knobs.zoom_range)
+    mix = None
+    if program.config.mixup:  # keras.layers.MixUp in the input pipeline, after augmenting
+        x, mix = mixing.mixup(rng.mix_key(key), x, weights, knobs.mixup)
     if program.config.gaussian_noise:  # keras.layers.GaussianNoise on the model's inputs
         x = x + knobs.gaussian_noise * rng.normal(rng.noise_key(key), x.shape)
     grads, (batch_stats, metrics) = jax.grad(loss, argnums=1, has_aux=True)(
         program, state.params, state.batch_stats, x, labels, weights, rng.dropout_key(key),
-        knobs, train=True)
+        knobs, train=True, mix=mix)
     updates, opt_state = adam_update(grads, state.opt_state, knobs.learning_rate)
     params = state.params
     if program.config.weight_decay:  # Keras' AdamW: decayed first, then Adam's update

@@ -18,7 +18,8 @@ MIXED_KNOBS = [
     preset("dropout", seed=0, epochs=2), preset("dropout", seed=0, dropout=0.5, epochs=2),
     preset("dropout", seed=0, dropout=0.0, l2=1e-3, epochs=2),
     preset("dropout", seed=0, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3, epochs=2),
-    preset("dropout", seed=0, weight_decay=0.05, max_norm=1.0, gaussian_noise=0.2, epochs=2),
+    preset("dropout", seed=0, weight_decay=0.05, max_norm=1.0, gaussian_noise=0.2, mixup=0.4,
+           epochs=2),
     preset("dropout", seed=1, epochs=2)]
 WIDTHS = [None, 1, 2]  # all vmapped at once, one at a time (lax.map), in pairs
 

@@ -33,7 +33,8 @@ def test_presets_are_the_notebooks_settings():
         "weight_decay": {"weight_decay": 0.004}, "max_norm": {"max_norm": 3.0},
         "gaussian_noise": {"gaussian_noise": 0.1},
         "spatial_dropout": {"model": "cnn", "hidden": (128,), "spatial_dropout": 0.2,
-                            "validation": "test"}}
+                            "validation": "test"},
+        "mixup": {"mixup": 0.2}}
     assert base.patience == 3 and (base.rotation_range, base.shift_range, base.shear_range,
                                    base.zoom_range) == (10.0, 0.1, 0.2, 0.2)
 

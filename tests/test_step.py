@@ -12,7 +12,8 @@ from keras.src.legacy.preprocessing.image import apply_affine_transform
 from regjax import augment, rng, step
 from regjax import config as cfg
 from regjax.artifacts import named_arrays
-from regjax.step import epoch_batches, stable_argsort
+from regjax.rng import stable_argsort
+from regjax.step import epoch_batches
 from tests import keras_oracle as oracle
 
 

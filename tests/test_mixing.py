@@ -1,0 +1,89 @@
+"""MixUp against keras.layers.MixUp: the same draws give the same images and targets, the
+draws have Keras' distribution, and the training step trains on the mixed batch."""
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+from regjax import config as cfg
+from regjax import mixing, rng, step
+from regjax.losses import mixed_one_hot
+from tests import keras_oracle as oracle
+
+
+def test_mixup_transforms_images_and_targets_as_keras_mixup(fashion):
+    """Given regjax's partners and weights for a padded batch (40 real rows of 64 slots),
+    Keras' MixUp transform produces the same images and targets; the partners are a
+    permutation of the real rows, and padded rows are left as they are."""
+    images = fashion.train.images[:64].astype(np.float32) / 255
+    labels = fashion.train.labels[:64].astype(np.int32)
+    weights = (np.arange(64) < 40).astype(np.float32)
+    mixed, (partner, lam) = mixing.mixup(jax.random.key(0), jnp.asarray(images), weights,
+                                         jnp.float32(0.2))
+    partner, lam = np.asarray(partner), np.asarray(lam)
+    assert sorted(partner[:40]) == list(range(40)) and list(partner[40:]) == list(range(40, 64))
+    assert np.mean(partner[:40] == np.arange(40)) < 0.2  # really shuffled
+    layer = keras.layers.MixUp(alpha=0.2)
+    transformation = {"mix_weight": lam, "permutation_order": partner}
+    theirs = np.asarray(layer.transform_images(images[..., None], transformation))[..., 0]
+    np.testing.assert_allclose(np.asarray(mixed), theirs, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(mixed_one_hot(labels, (partner, lam))),
+        np.asarray(layer.transform_labels(oracle.one_hot(labels), transformation)),
+        rtol=1e-6, atol=1e-7)
+    same, (_, ones) = mixing.mixup(jax.random.key(0), jnp.asarray(images), weights,
+                                   jnp.float32(0.0))  # alpha 0: no mixing at all
+    np.testing.assert_array_equal(np.asarray(same), images)
+    assert np.all(np.asarray(ones) == 1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype int64")  # Keras' arange
+def test_mixup_draws_as_keras_mixup_draws():
+    """The mix weights come from other random streams than Keras', so their distributions
+    are compared: 200 batches of Keras' get_random_transformation against 2,000 of
+    regjax's (two-sample Kolmogorov-Smirnov; float32 draws pile up at exactly 0 and 1 for
+    alpha 0.2 on both sides, which a test against the continuous Beta CDF would reject), and
+    regjax's quantiles against scipy's Beta(0.2, 0.2). Each real row is its own partner
+    about 1 time in n, as in a uniform permutation."""
+    layer = keras.layers.MixUp(alpha=0.2, seed=1)
+    theirs = np.concatenate([np.asarray(layer.get_random_transformation(
+        np.zeros((64, 28, 28, 1), np.float32))["mix_weight"]) for _ in range(200)])
+    draw = jax.jit(jax.vmap(lambda k: mixing.mixup(k, jnp.zeros((64, 28, 28)), jnp.ones(64),
+                                                   jnp.float32(0.2))[1]))
+    partner, lam = draw(jax.random.split(jax.random.key(2), 2000))
+    ours = np.asarray(lam).ravel()
+    assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    levels = [0.05, 0.25, 0.5, 0.75, 0.95]
+    np.testing.assert_allclose(np.quantile(ours, levels), stats.beta(0.2, 0.2).ppf(levels),
+                               atol=0.01)
+    fixed = np.mean(np.asarray(partner) == np.arange(64))
+    assert fixed == pytest.approx(1 / 64, abs=5 * np.sqrt(1 / 64 / 128000))
+
+
+def test_a_training_step_trains_on_the_mixed_batch(fashion):
+    """The mixup preset's step reports the loss of the batch mixed with the draws of the
+    step's mix key, against the mixed targets, and counts a row correct when the
+    prediction is the mixed target's largest class (as Keras' accuracy does)."""
+    config = cfg.preset("mixup")
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
+    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
+    _, metrics = jax.jit(step.train_step, static_argnums=0)(
+        program, state, images, labels, jnp.ones(64), key, knobs)
+    x = images.astype(np.float32) / 255
+    mixed, mix = mixing.mixup(rng.mix_key(key), jnp.asarray(x), jnp.ones(64), 0.2)
+
+    def loss_of(x, mix):
+        value, (_, m) = step.loss(program, state.params, state.batch_stats, x, labels,
+                                  jnp.ones(64), None, knobs, train=False, mix=mix)
+        return float(value), float(m.correct)
+
+    loss, correct = loss_of(mixed, mix)
+    reported = step.per_model(metrics)[0]
+    assert reported["loss"] == pytest.approx(loss, rel=1e-5)
+    assert reported["accuracy"] * 64 == correct
+    assert reported["loss"] != pytest.approx(loss_of(jnp.asarray(x), None)[0], rel=1e-3)
