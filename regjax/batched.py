@@ -53,8 +53,9 @@ def shared_structure(configs: list[Config]) -> Config:
                     getattr(config, name) != getattr(first, name):
                 raise ValueError(f"models trained together must share {name!r}: "
                                  f"{getattr(first, name)!r} vs {getattr(config, name)!r}")
+    # Validated: knobs that exclude each other (MixUp and CutMix) cannot share a program.
     return dataclasses.replace(first, **{name: max(getattr(c, name) for c in configs)
-                                         for name in KNOBS})
+                                         for name in KNOBS}).validate()
 
 
 def where(mask, new, old):

@@ -132,6 +132,10 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="MixUp: each training image and its target blended with another's of "
                         "the batch, weights from Beta(ALPHA, ALPHA) (keras.layers.MixUp; "
                         "mixup preset: 0.2; 0: off)")
+    g.add_argument("--cutmix", type=float, metavar="FACTOR",
+                   help="CutMix: a random box of another training image of the batch pasted "
+                        "into each, targets mixed by the box's area; FACTOR in (0, 1] bounds "
+                        "the Beta parameter (keras.layers.CutMix; cutmix preset: 1; 0: off)")
 
     g = p.add_argument_group("augmentation (Keras ImageDataGenerator semantics, on device)")
     _bool_flag(g, "augment", "random affine transform of every training image, every step")

@@ -35,6 +35,7 @@ class Config:
     # inputs
     gaussian_noise: float = 0.0  # stddev of N(0, s) noise added to the inputs in training
     mixup: float = 0.0  # > 0: MixUp's alpha (images and targets blended with Beta weights)
+    cutmix: float = 0.0  # > 0: CutMix's factor (a box of another image pasted, in (0, 1])
     # on-device augmentation (Keras ImageDataGenerator semantics)
     augment: bool = False
     rotation_range: float = 10.0  # degrees
@@ -67,6 +68,10 @@ class Config:
         elif self.spatial_dropout and self.model != "cnn":
             problems.append("spatial dropout drops whole feature maps of the convolution: it "
                             "needs --model cnn")
+        if not 0.0 <= self.cutmix <= 1.0:
+            problems.append(f"cutmix factor must be in [0, 1], got {self.cutmix}")
+        if self.cutmix and self.mixup:
+            problems.append("mixup and cutmix each mix a batch's rows: use one of them")
         for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "mixup",
                      "min_delta",
                      "rotation_range",
@@ -106,7 +111,7 @@ class Config:
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
          "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
-         "spatial_dropout", "mixup")
+         "spatial_dropout", "mixup", "cutmix")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -166,6 +171,10 @@ PRESETS: dict[str, Preset] = {
         Config(mixup=0.2),
         "baseline + MixUp(alpha=0.2): each training image and its target blended with "
         "another's of the batch", "--mixup"),
+    "cutmix": Preset(
+        Config(cutmix=1.0),
+        "baseline + CutMix(factor=1): a random box of another training image pasted into "
+        "each, targets mixed by area", "--cutmix"),
 }
 TECHNIQUES = tuple(PRESETS)
 

@@ -1,5 +1,6 @@
-"""Mixing augmentations of a training batch (Keras 3's MixUp): every image blended with a
-partner from the same batch, and its target with the partner's.
+"""Mixing augmentations of a training batch (Keras 3's MixUp and CutMix): every image
+blended with a partner from the same batch (MixUp) or given a box of the partner's pixels
+(CutMix), and its target mixed with the partner's in the same proportion.
 
 Keras pairs the rows of a batch by a random permutation. A partial last batch here is
 padded with rows of weight 0 (regjax.step), so the permutation is drawn over the real rows
@@ -38,3 +39,46 @@ def mixup(key: jax.Array, images: jax.Array, weights: jax.Array, alpha):
     lam = jnp.where(alpha > 0, drawn, 1.0).astype(images.dtype)
     w = lam[:, None, None]
     return w * images + (1.0 - w) * images[partner], (partner, lam)
+
+
+def cutmix_draws(key: jax.Array, weights: jax.Array, height: int, width: int, factor):
+    """CutMix's random choices for a batch, as Keras 3.15 makes them: alpha ~ U(0, factor)
+    + 1e-6 for the batch; per image lam ~ Beta(alpha, alpha) and a box of sides
+    sqrt(1 - lam) * (width, height) at a uniformly random place wholly inside the image.
+    Returns (partner rows, box bounds x0, x1, y0, y1)."""
+    batch = weights.shape[0]
+    partner = partners(jax.random.fold_in(key, 0), weights)
+    u = rng.uniform(jax.random.fold_in(key, 1), (2, batch))
+    alpha = rng.uniform(jax.random.fold_in(key, 2), (), 0.0, jnp.maximum(factor, 1e-6)) + 1e-6
+    ratio = jnp.sqrt(1.0 - rng.beta(jax.random.fold_in(key, 3), alpha, alpha, (batch,)))
+    return partner, box_bounds(u[0], ratio, width) + box_bounds(u[1], ratio, height)
+
+
+def cutmix(key: jax.Array, images: jax.Array, weights: jax.Array, factor):
+    """keras.layers.CutMix(factor) on float images [B, H, W]: the pixels of each image's box
+    (cutmix_draws; those whose coordinates fall in [start, end)) come from its partner's
+    image, and the targets mix with 1 - (box area) / (image area), the box's real-valued
+    area as in Keras. Returns the images and (partners, mix weights) for the targets.
+    factor 0 (a model of a batched run without CutMix) leaves the batch as it is."""
+    _, height, width = images.shape
+    partner, (x0, x1, y0, y1) = cutmix_draws(key, weights, height, width, factor)
+    on = factor > 0
+    mixed = jnp.where(box_mask((x0, x1, y0, y1), height, width) & on, images[partner], images)
+    lam = 1.0 - (x1 - x0) * (y1 - y0) / (width * height)
+    return mixed, (partner, jnp.where(on, lam, 1.0).astype(images.dtype))
+
+
+def box_bounds(u: jax.Array, ratio: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
+    """Keras CutMix's crop bounds along one axis: a length of ratio * length, its start
+    uniform over the positions that keep it inside."""
+    crop = ratio * length
+    start = u * (length - crop)
+    return start, start + crop
+
+
+def box_mask(bounds, height: int, width: int) -> jax.Array:
+    """[B, H, W]: the pixels whose (column, row) lie in [x0, x1) x [y0, y1)."""
+    x0, x1, y0, y1 = (b[:, None, None] for b in bounds)
+    rows = jnp.arange(height, dtype=jnp.float32)[None, :, None]
+    columns = jnp.arange(width, dtype=jnp.float32)[None, None, :]
+    return (columns >= x0) & (columns < x1) & (rows >= y0) & (rows < y1)

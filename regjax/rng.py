@@ -10,7 +10,7 @@ as a parent (to derive keys), nor shared between branches:
                                     -> step(i) -> dropout   masks, per layer below it
                                                -> augment   the affine parameters
                                                -> noise     the inputs' Gaussian noise
-                                               -> mix       MixUp's partners and weights
+                                               -> mix       MixUp's or CutMix's draws
 
 A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
 recomputed on resume, and a model trained among others (regjax.batched) draws exactly what

@@ -60,6 +60,7 @@ class Knobs(NamedTuple):
     gaussian_noise: Any
     spatial_dropout: Any
     mixup: Any
+    cutmix: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -172,6 +173,8 @@ def train_step(program: Program, state: TrainState, images, labels, weights, key
     mix = None
     if program.config.mixup:  # keras.layers.MixUp in the input pipeline, after augmenting
         x, mix = mixing.mixup(rng.mix_key(key), x, weights, knobs.mixup)
+    if program.config.cutmix:  # keras.layers.CutMix, likewise
+        x, mix = mixing.cutmix(rng.mix_key(key), x, weights, knobs.cutmix)
     if program.config.gaussian_noise:  # keras.layers.GaussianNoise on the model's inputs
         x = x + knobs.gaussian_noise * rng.normal(rng.noise_key(key), x.shape)
     grads, (batch_stats, metrics) = jax.grad(loss, argnums=1, has_aux=True)(

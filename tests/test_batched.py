@@ -94,7 +94,7 @@ def assert_batched_equal_single_runs(small, configs, vmap_width):
 
 @pytest.mark.parametrize("configs", [
     MIXED_KNOBS,
-    [preset("batchnorm", seed=s, epochs=2) for s in (0, 5)],
+    [preset("batchnorm", seed=0, epochs=2), preset("batchnorm", seed=5, cutmix=1.0, epochs=2)],
     [preset("augmentation", seed=0, epochs=1, hidden=(16,)),
      preset("augmentation", seed=0, epochs=1, hidden=(16,), rotation_range=30.0,
             zoom_range=0.0, spatial_dropout=0.3)],
@@ -140,6 +140,8 @@ def test_a_diverging_model_does_not_stop_the_others(small):
 def test_models_that_differ_in_structure_are_refused():
     with pytest.raises(ValueError, match="must share 'batchnorm'"):
         shared_structure([preset("baseline"), preset("batchnorm")])
+    with pytest.raises(ValueError, match="mixup and cutmix each mix"):
+        shared_structure([preset("mixup"), preset("cutmix")])
 
 
 def test_groups_narrow_until_xla_says_they_fit(small, monkeypatch):

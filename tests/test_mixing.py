@@ -63,11 +63,12 @@ def test_mixup_draws_as_keras_mixup_draws():
     assert fixed == pytest.approx(1 / 64, abs=5 * np.sqrt(1 / 64 / 128000))
 
 
-def test_a_training_step_trains_on_the_mixed_batch(fashion):
-    """The mixup preset's step reports the loss of the batch mixed with the draws of the
-    step's mix key, against the mixed targets, and counts a row correct when the
-    prediction is the mixed target's largest class (as Keras' accuracy does)."""
-    config = cfg.preset("mixup")
+@pytest.mark.parametrize("technique,mix", [("mixup", mixing.mixup), ("cutmix", mixing.cutmix)])
+def test_a_training_step_trains_on_the_mixed_batch(fashion, technique, mix):
+    """The preset's step reports the loss of the batch mixed with the draws of the step's
+    mix key, against the mixed targets, and counts a row correct when the prediction is
+    the mixed target's largest class (as Keras' accuracy does)."""
+    config = cfg.preset(technique)
     program, state = step.make_program(config)
     knobs = step.Knobs.of(config)
     images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
@@ -75,7 +76,8 @@ def test_a_training_step_trains_on_the_mixed_batch(fashion):
     _, metrics = jax.jit(step.train_step, static_argnums=0)(
         program, state, images, labels, jnp.ones(64), key, knobs)
     x = images.astype(np.float32) / 255
-    mixed, mix = mixing.mixup(rng.mix_key(key), jnp.asarray(x), jnp.ones(64), 0.2)
+    mixed, mix = mix(rng.mix_key(key), jnp.asarray(x), jnp.ones(64),
+                     getattr(config, technique))
 
     def loss_of(x, mix):
         value, (_, m) = step.loss(program, state.params, state.batch_stats, x, labels,
@@ -87,3 +89,57 @@ def test_a_training_step_trains_on_the_mixed_batch(fashion):
     assert reported["loss"] == pytest.approx(loss, rel=1e-5)
     assert reported["accuracy"] * 64 == correct
     assert reported["loss"] != pytest.approx(loss_of(jnp.asarray(x), None)[0], rel=1e-3)
+
+
+def test_cutmix_boxes_images_and_targets_as_keras_cutmix(fashion):
+    """Given regjax's partners and box bounds for a padded batch, Keras' CutMix makes the
+    same pixel mask and mix weights (its _generate_batch_mask), and its transform the same
+    images and targets as regjax's cutmix; every box lies inside its image."""
+    images = fashion.train.images[:64].astype(np.float32) / 255
+    labels = fashion.train.labels[:64].astype(np.int32)
+    weights = (np.arange(64) < 40).astype(np.float32)
+    key = jax.random.key(0)
+    partner, bounds = mixing.cutmix_draws(key, weights, 28, 28, 1.0)
+    mixed, (partner_again, lam) = mixing.cutmix(key, jnp.asarray(images), weights, 1.0)
+    partner, bounds = np.asarray(partner), [np.asarray(b) for b in bounds]
+    np.testing.assert_array_equal(np.asarray(partner_again), partner)
+    x0, x1, y0, y1 = bounds
+    assert np.all((x0 >= 0) & (x1 <= 28) & (y0 >= 0) & (y1 <= 28))
+    layer = keras.layers.CutMix(factor=1.0)
+    masks, weight = layer._generate_batch_mask((64, 28, 28, 1), (x0, x1, y0, y1))
+    masks = np.asarray(masks)
+    np.testing.assert_array_equal(
+        np.asarray(mixing.box_mask(bounds, 28, 28)), masks[..., 0])
+    np.testing.assert_allclose(np.asarray(lam), np.asarray(weight).ravel(), atol=1e-6)  # f32
+    transformation = {"permutation_order": partner, "batch_masks": masks,
+                      "mix_weight": np.asarray(weight).ravel()}
+    np.testing.assert_array_equal(
+        np.asarray(mixed),
+        np.asarray(layer.transform_images(images[..., None], transformation))[..., 0])
+    np.testing.assert_allclose(
+        np.asarray(mixed_one_hot(labels, (partner, lam))),
+        np.asarray(layer.transform_labels(oracle.one_hot(labels), transformation)),
+        rtol=1e-6, atol=1e-7)
+    assert 0 < np.mean(masks) < 1  # boxes of several sizes were pasted
+    same, (_, ones) = mixing.cutmix(key, jnp.asarray(images), weights, 0.0)
+    np.testing.assert_array_equal(np.asarray(same), images)
+    assert np.all(np.asarray(ones) == 1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype int64")  # Keras' arange
+def test_cutmix_mix_weights_are_distributed_as_keras_cutmix_weights():
+    """The mix weights (1 - box area) of 200 batches of Keras' CutMix(1.0) against 2,000
+    of regjax's (two-sample Kolmogorov-Smirnov): the per-batch alpha, the Beta draws and
+    the box geometry all shape this distribution, with point masses at 0 (a box of the
+    whole image) and 1 (an empty box). Both are rounded to 1e-6 first: compiled, XLA
+    divides by the image area as a multiplication by its rounded reciprocal, which leaves
+    2e-8 where Keras' eager division leaves exactly 0."""
+    layer = keras.layers.CutMix(factor=1.0, seed=1)
+    theirs = np.concatenate([np.asarray(layer.get_random_transformation(
+        np.zeros((64, 28, 28, 1), np.float32))["mix_weight"]).ravel() for _ in range(200)])
+    draw = jax.jit(jax.vmap(lambda k: mixing.cutmix(k, jnp.zeros((64, 28, 28)), jnp.ones(64),
+                                                    1.0)[1][1]))
+    ours = np.asarray(draw(jax.random.split(jax.random.key(2), 2000))).ravel()
+    ours, theirs = np.round(ours, 6), np.round(theirs, 6)
+    assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    assert stats.ks_2samp(ours, np.sqrt(theirs)).pvalue < 1e-6  # the test tells shapes apart
