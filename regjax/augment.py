@@ -98,3 +98,50 @@ def random_affine(key: jax.Array, images: jax.Array, *, rotation_range: float,
                                   shift_range=shift_range, shear_range=shear_range,
                                   zoom_range=zoom_range)
     return warp_bilinear(images, affine_matrix(params, h, w))
+
+
+# ------------------------------------------------------------- boxes (CutMix, RandomErasing)
+
+ERASE_SCALE = (0.02, 0.33)  # RandomErasing's default range of each side's squared fraction
+
+def box_bounds(u: jax.Array, ratio: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
+    """Keras CutMix's crop bounds along one axis: a length of ratio * length, its start
+    uniform over the positions that keep it inside."""
+    crop = ratio * length
+    start = u * (length - crop)
+    return start, start + crop
+
+
+def box_mask(bounds, height: int, width: int) -> jax.Array:
+    """[B, H, W]: the pixels whose (column, row) lie in [x0, x1) x [y0, y1)."""
+    x0, x1, y0, y1 = (b[:, None, None] for b in bounds)
+    rows = jnp.arange(height, dtype=jnp.float32)[None, :, None]
+    columns = jnp.arange(width, dtype=jnp.float32)[None, None, :]
+    return (columns >= x0) & (columns < x1) & (rows >= y0) & (rows < y1)
+
+
+def random_erasing(key: jax.Array, images: jax.Array, factor) -> jax.Array:
+    """keras.layers.RandomErasing(factor) with its defaults (scale (0.02, 0.33), fill with
+    normal noise scaled by the value range's top, here 1 for pixels in [0, 1]) on float
+    images [B, H, W], as Keras 3.15 computes it: a box of sides sqrt(s_w) * W and
+    sqrt(s_h) * H (s_w and s_h each ~ U(0.02, 0.33)) placed wholly inside the image, its
+    pixels replaced by N(0, 1) noise, in each image whose threshold ~ U(0, 1) falls below its
+    erase probability ~ U(0, factor) (so factor 1 erases half the images on average, not
+    all of them as Keras' documentation says). factor 0 erases nothing."""
+    return erase(images, *erasing_draws(key, images.shape, factor))
+
+
+def erasing_draws(key: jax.Array, shape: tuple[int, int, int], factor):
+    """RandomErasing's random choices: (box bounds x0, x1, y0, y1, which images, fill)."""
+    batch, height, width = shape
+    u = rng.uniform(jax.random.fold_in(key, 0), (6, batch))
+    sides = jnp.sqrt(ERASE_SCALE[0] + u[:2] * (ERASE_SCALE[1] - ERASE_SCALE[0]))
+    bounds = box_bounds(u[2], sides[0], width) + box_bounds(u[3], sides[1], height)
+    applied = u[5] < u[4] * factor
+    fill = rng.normal(jax.random.fold_in(key, 1), shape)
+    return bounds, applied, fill
+
+
+def erase(images, bounds, applied, fill):
+    box = box_mask(bounds, images.shape[1], images.shape[2]) & applied[:, None, None]
+    return jnp.where(box, fill, images)

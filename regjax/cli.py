@@ -136,6 +136,11 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="CutMix: a random box of another training image of the batch pasted "
                         "into each, targets mixed by the box's area; FACTOR in (0, 1] bounds "
                         "the Beta parameter (keras.layers.CutMix; cutmix preset: 1; 0: off)")
+    g.add_argument("--random-erasing", type=float, metavar="FACTOR",
+                   help="RandomErasing: a random box of a training image replaced by N(0, 1) "
+                        "noise, each image with probability ~ U(0, FACTOR) (so FACTOR / 2 on "
+                        "average, as Keras computes it; keras.layers.RandomErasing; "
+                        "random_erasing preset: 1; 0: off)")
 
     g = p.add_argument_group("augmentation (Keras ImageDataGenerator semantics, on device)")
     _bool_flag(g, "augment", "random affine transform of every training image, every step")

@@ -36,6 +36,7 @@ class Config:
     gaussian_noise: float = 0.0  # stddev of N(0, s) noise added to the inputs in training
     mixup: float = 0.0  # > 0: MixUp's alpha (images and targets blended with Beta weights)
     cutmix: float = 0.0  # > 0: CutMix's factor (a box of another image pasted, in (0, 1])
+    random_erasing: float = 0.0  # > 0: RandomErasing's factor (a box filled with noise)
     # on-device augmentation (Keras ImageDataGenerator semantics)
     augment: bool = False
     rotation_range: float = 10.0  # degrees
@@ -70,6 +71,8 @@ class Config:
                             "needs --model cnn")
         if not 0.0 <= self.cutmix <= 1.0:
             problems.append(f"cutmix factor must be in [0, 1], got {self.cutmix}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            problems.append(f"random erasing factor must be in [0, 1], got {self.random_erasing}")
         if self.cutmix and self.mixup:
             problems.append("mixup and cutmix each mix a batch's rows: use one of them")
         for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "mixup",
@@ -111,7 +114,7 @@ class Config:
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
          "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
-         "spatial_dropout", "mixup", "cutmix")
+         "spatial_dropout", "mixup", "cutmix", "random_erasing")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -175,6 +178,10 @@ PRESETS: dict[str, Preset] = {
         Config(cutmix=1.0),
         "baseline + CutMix(factor=1): a random box of another training image pasted into "
         "each, targets mixed by area", "--cutmix"),
+    "random_erasing": Preset(
+        Config(random_erasing=1.0),
+        "baseline + RandomErasing(factor=1): a random box of half the training images "
+        "replaced by noise", "--random-erasing"),
 }
 TECHNIQUES = tuple(PRESETS)
 

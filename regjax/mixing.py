@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from regjax import rng
+from regjax.augment import box_bounds, box_mask
 
 
 def partners(key: jax.Array, weights: jax.Array) -> jax.Array:
@@ -66,19 +67,3 @@ def cutmix(key: jax.Array, images: jax.Array, weights: jax.Array, factor):
     mixed = jnp.where(box_mask((x0, x1, y0, y1), height, width) & on, images[partner], images)
     lam = 1.0 - (x1 - x0) * (y1 - y0) / (width * height)
     return mixed, (partner, jnp.where(on, lam, 1.0).astype(images.dtype))
-
-
-def box_bounds(u: jax.Array, ratio: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
-    """Keras CutMix's crop bounds along one axis: a length of ratio * length, its start
-    uniform over the positions that keep it inside."""
-    crop = ratio * length
-    start = u * (length - crop)
-    return start, start + crop
-
-
-def box_mask(bounds, height: int, width: int) -> jax.Array:
-    """[B, H, W]: the pixels whose (column, row) lie in [x0, x1) x [y0, y1)."""
-    x0, x1, y0, y1 = (b[:, None, None] for b in bounds)
-    rows = jnp.arange(height, dtype=jnp.float32)[None, :, None]
-    columns = jnp.arange(width, dtype=jnp.float32)[None, None, :]
-    return (columns >= x0) & (columns < x1) & (rows >= y0) & (rows < y1)

@@ -11,6 +11,7 @@ as a parent (to derive keys), nor shared between branches:
                                                -> augment   the affine parameters
                                                -> noise     the inputs' Gaussian noise
                                                -> mix       MixUp's or CutMix's draws
+                                               -> erase     RandomErasing's draws
 
 A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
 recomputed on resume, and a model trained among others (regjax.batched) draws exactly what
@@ -34,7 +35,7 @@ import numpy as np
 # Branch numbers: a child is fold_in(parent, number); siblings have different numbers.
 INIT, TRAIN = 0, 1
 SHUFFLE, STEPS = 0, 1
-DROPOUT, AUGMENT, NOISE, MIX = 0, 1, 2, 3
+DROPOUT, AUGMENT, NOISE, MIX, ERASE = 0, 1, 2, 3, 4
 
 
 def root_key(seed) -> jax.Array:
@@ -74,6 +75,10 @@ def noise_key(step: jax.Array) -> jax.Array:
 
 def mix_key(step: jax.Array) -> jax.Array:
     return jax.random.fold_in(step, MIX)
+
+
+def erase_key(step: jax.Array) -> jax.Array:
+    return jax.random.fold_in(step, ERASE)
 
 
 # Threefry-2x32 (Salmon et al., 2011, "Parallel random numbers: as easy as 1, 2, 3"), as in

@@ -61,6 +61,7 @@ class Knobs(NamedTuple):
     spatial_dropout: Any
     mixup: Any
     cutmix: Any
+    random_erasing: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -170,6 +171,8 @@ def train_step(program: Program, state: TrainState, images, labels, weights, key
             rng.augment_key(key), x, rotation_range=knobs.rotation_range,
             shift_range=knobs.shift_range, shear_range=knobs.shear_range,
             zoom_range=knobs.zoom_range)
+    if program.config.random_erasing:  # keras.layers.RandomErasing, after the affine warp
+        x = augment.random_erasing(rng.erase_key(key), x, knobs.random_erasing)
     mix = None
     if program.config.mixup:  # keras.layers.MixUp in the input pipeline, after augmenting
         x, mix = mixing.mixup(rng.mix_key(key), x, weights, knobs.mixup)

@@ -18,9 +18,10 @@ DEFAULT_KNOB = {"l1": "l1", "l2": "l2", "dropout": "dropout",
                 "label_smoothing": "label_smoothing", "augmentation": "augment_strength",
                 "weight_decay": "weight_decay", "max_norm": "max_norm",
                 "gaussian_noise": "gaussian_noise", "spatial_dropout": "spatial_dropout",
-                "mixup": "mixup", "cutmix": "cutmix"}
+                "mixup": "mixup", "cutmix": "cutmix", "random_erasing": "random_erasing"}
 KNOBS = ("l1", "l2", "dropout", "label_smoothing", "learning_rate", "augment_strength",
-         "weight_decay", "max_norm", "gaussian_noise", "spatial_dropout", "mixup", "cutmix")
+         "weight_decay", "max_norm", "gaussian_noise", "spatial_dropout", "mixup", "cutmix",
+         "random_erasing")
 RANGES = ("rotation_range", "shift_range", "shear_range", "zoom_range")
 
 
@@ -39,7 +40,7 @@ def sweep_parser() -> argparse.ArgumentParser:
         "seeds, all at once in one program; report test accuracy and generalization gap "
         "against the value.",
         "knobs: l1, l2, dropout, label_smoothing, learning_rate, weight_decay, max_norm, "
-        "gaussian_noise, spatial_dropout, mixup, cutmix, "
+        "gaussian_noise, spatial_dropout, mixup, cutmix, random_erasing, "
         "augment_strength (scales the preset's rotation, shift, shear and zoom ranges; "
         "1 = the notebook's)\n\n"
         "example:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "

@@ -17,7 +17,8 @@ from tests.helpers import quiet
 MIXED_KNOBS = [
     preset("dropout", seed=0, epochs=2), preset("dropout", seed=0, dropout=0.5, epochs=2),
     preset("dropout", seed=0, dropout=0.0, l2=1e-3, epochs=2),
-    preset("dropout", seed=0, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3, epochs=2),
+    preset("dropout", seed=0, l1=1e-4, label_smoothing=0.2, learning_rate=3e-3,
+           random_erasing=0.7, epochs=2),
     preset("dropout", seed=0, weight_decay=0.05, max_norm=1.0, gaussian_noise=0.2, mixup=0.4,
            epochs=2),
     preset("dropout", seed=1, epochs=2)]

@@ -1,5 +1,6 @@
-"""MixUp against keras.layers.MixUp: the same draws give the same images and targets, the
-draws have Keras' distribution, and the training step trains on the mixed batch."""
+"""MixUp, CutMix and RandomErasing against their Keras 3 layers: the same draws give the
+same images and targets, the draws have Keras' distribution, and the training step trains
+on the transformed batch."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import pytest
 from scipy import stats
 
 from regjax import config as cfg
-from regjax import mixing, rng, step
+from regjax import augment, mixing, rng, step
 from regjax.losses import mixed_one_hot
 from tests import keras_oracle as oracle
 
@@ -143,3 +144,69 @@ def test_cutmix_mix_weights_are_distributed_as_keras_cutmix_weights():
     ours, theirs = np.round(ours, 6), np.round(theirs, 6)
     assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
     assert stats.ks_2samp(ours, np.sqrt(theirs)).pvalue < 1e-6  # the test tells shapes apart
+
+
+def test_random_erasing_erases_as_keras_random_erasing(fashion):
+    """Given regjax's draws (box bounds, which images, the noise), Keras' RandomErasing
+    (value_range (0, 1), the range of regjax's normalised pixels) makes the same mask and
+    the same images; the boxes lie inside their images, and factor 0 erases nothing."""
+    images = fashion.train.images[:64].astype(np.float32) / 255
+    key = jax.random.key(0)
+    bounds, applied, fill = augment.erasing_draws(key, (64, 28, 28), 1.0)
+    erased = np.asarray(augment.random_erasing(key, jnp.asarray(images), 1.0))
+    x0, x1, y0, y1 = (np.asarray(b) for b in bounds)
+    assert np.all((x0 >= 0) & (x1 <= 28) & (y0 >= 0) & (y1 <= 28))
+    layer = keras.layers.RandomErasing(factor=1.0, value_range=(0, 1))
+    masks = np.asarray(layer._generate_batch_mask((64, 28, 28, 1), (x0, x1, y0, y1)))
+    np.testing.assert_array_equal(np.asarray(augment.box_mask(bounds, 28, 28)), masks[..., 0])
+    theirs = np.asarray(layer.transform_images(images[..., None], {
+        "batch_masks": masks, "apply_erasing": np.asarray(applied),
+        "fill_value": np.asarray(fill)[..., None]}))[..., 0]
+    np.testing.assert_array_equal(erased, theirs)
+    assert 0 < np.mean(np.asarray(applied)) < 1 and np.any(erased != images)
+    np.testing.assert_array_equal(
+        np.asarray(augment.random_erasing(key, jnp.asarray(images), 0.0)), images)
+
+
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype int64")  # Keras' arange
+def test_random_erasing_draws_are_distributed_as_keras_draws():
+    """Keras' draws and regjax's, 100 batches of 64 against 1,000: the fraction of images
+    erased (factor 1: half, as Keras 3.15 computes it, within 5 standard errors), and the
+    erased boxes' areas (two-sample Kolmogorov-Smirnov), with the filled pixels N(0, 1)."""
+    layer = keras.layers.RandomErasing(factor=1.0, value_range=(0, 1), seed=1)
+    theirs = [layer.get_random_transformation(np.zeros((64, 28, 28, 1), np.float32))
+              for _ in range(100)]
+    their_applied = np.concatenate([np.asarray(t["apply_erasing"]) for t in theirs])
+    their_areas = np.concatenate([np.asarray(t["batch_masks"]).reshape(64, -1).sum(1)
+                                  for t in theirs])
+    draw = jax.jit(jax.vmap(lambda k: augment.erasing_draws(k, (64, 28, 28), 1.0)))
+    bounds, applied, fill = draw(jax.random.split(jax.random.key(2), 1000))
+    masks = jax.vmap(lambda b: augment.box_mask(b, 28, 28))(bounds)
+    our_areas = np.asarray(masks).reshape(-1, 784).sum(1)
+    for fraction in (np.mean(np.asarray(applied)), np.mean(their_applied)):
+        assert abs(fraction - 0.5) < 5 * np.sqrt(0.25 / 6400)
+    assert stats.ks_2samp(our_areas, their_areas).pvalue > 1e-3
+    assert stats.ks_2samp(our_areas, their_areas * 1.2).pvalue < 1e-6  # the test bites
+    assert stats.kstest(np.asarray(fill)[:20].ravel(), "norm").pvalue > 1e-3
+
+
+def test_a_training_step_trains_on_the_erased_batch(fashion):
+    """The random_erasing preset's step reports the loss of its batch erased with the draws
+    of the step's erase key (targets untouched), not of the clean batch."""
+    config = cfg.preset("random_erasing")
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
+    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
+    _, metrics = jax.jit(step.train_step, static_argnums=0)(
+        program, state, images, labels, jnp.ones(64), key, knobs)
+    x = jnp.asarray(images.astype(np.float32) / 255)
+
+    def loss_of(x):
+        return float(step.loss(program, state.params, state.batch_stats, x, labels,
+                               jnp.ones(64), None, knobs, train=False)[0])
+
+    reported = step.per_model(metrics)[0]["loss"]
+    assert reported == pytest.approx(loss_of(augment.random_erasing(rng.erase_key(key), x,
+                                                                    1.0)), rel=1e-5)
+    assert reported != pytest.approx(loss_of(x), rel=1e-3)
