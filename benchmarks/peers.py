@@ -46,7 +46,8 @@ def keras_model(technique: str):
     """The notebook's model for `technique`, compiled as the notebook compiles it; for the
     Part 2 techniques, the notebook's baseline with the Keras 3 feature that implements it
     (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint;
-    GaussianNoise(0.1) on the inputs; SpatialDropout2D(0.2) on the CNN's pooled maps)."""
+    GaussianNoise(0.1) on the inputs; SpatialDropout2D(0.2) on the CNN's pooled maps; Adam
+    with use_ema=True)."""
     import keras
     from keras import layers, regularizers
 
@@ -82,7 +83,8 @@ def keras_model(technique: str):
         loss = custom_loss
     else:
         loss = "categorical_crossentropy"
-    optimizer = keras.optimizers.AdamW() if technique == "weight_decay" else "adam"
+    optimizer = keras.optimizers.AdamW() if technique == "weight_decay" else \
+        keras.optimizers.Adam(use_ema=True) if technique == "weight_ema" else "adam"
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
 

@@ -158,7 +158,8 @@ class ManyModels:
         def init(seed):
             _, params, batch_stats = nnx.split(make_model(self.program.config, seed),
                                                nnx.Param, nnx.BatchStat)
-            return step.TrainState(params, batch_stats, adam_init(params))
+            return step.TrainState(params, batch_stats,
+                                   adam_init(params, ema=bool(self.program.config.ema)))
 
         seeds = np.array([c.seed for c in self.configs], np.int32)
         return jax.device_put(jax.vmap(init)(seeds), self.per_model)

@@ -118,6 +118,11 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, metavar="WD",
                    help="AdamW's decoupled decay: every weight w -= w * WD * LR before each "
                         "update (keras.optimizers.AdamW; weight_decay preset: 0.004)")
+    g.add_argument("--ema", type=float, metavar="MOMENTUM",
+                   help="keep a moving average of the weights (Keras' use_ema=True with "
+                        "ema_momentum=MOMENTUM), which replaces them when training ends; "
+                        "validation during training sees the raw weights, as in Keras "
+                        "(weight_ema preset: 0.99; 0: off)")
     g.add_argument("--max-norm", type=float, metavar="C",
                    help="after each update, each hidden unit's incoming weights rescaled to "
                         "norm <= C (keras.constraints.MaxNorm(C, axis=0); max_norm preset: 3; "

@@ -32,6 +32,7 @@ class Config:
     # weights (Keras optimizer semantics)
     weight_decay: float = 0.0  # AdamW: w -= w * wd * lr before each update, every weight
     max_norm: float = 0.0  # > 0: MaxNorm(c, axis=0) on the hidden Dense kernels after each update
+    ema: float = 0.0  # > 0: Keras' use_ema momentum; the average replaces the weights at the end
     # inputs
     gaussian_noise: float = 0.0  # stddev of N(0, s) noise added to the inputs in training
     mixup: float = 0.0  # > 0: MixUp's alpha (images and targets blended with Beta weights)
@@ -71,6 +72,8 @@ class Config:
                             "needs --model cnn")
         if not 0.0 <= self.cutmix <= 1.0:
             problems.append(f"cutmix factor must be in [0, 1], got {self.cutmix}")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append(f"ema momentum must be in [0, 1), got {self.ema}")
         if not 0.0 <= self.random_erasing <= 1.0:
             problems.append(f"random erasing factor must be in [0, 1], got {self.random_erasing}")
         if self.cutmix and self.mixup:
@@ -114,7 +117,7 @@ class Config:
 # value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
          "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
-         "spatial_dropout", "mixup", "cutmix", "random_erasing")
+         "spatial_dropout", "mixup", "cutmix", "random_erasing", "ema")
 # Settings the host loop applies per model; they may differ between models too.
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
 
@@ -182,6 +185,10 @@ PRESETS: dict[str, Preset] = {
         Config(random_erasing=1.0),
         "baseline + RandomErasing(factor=1): a random box of half the training images "
         "replaced by noise", "--random-erasing"),
+    "weight_ema": Preset(
+        Config(ema=0.99),
+        "baseline with Keras' use_ema=True (momentum 0.99): a moving average of the weights "
+        "replaces them when training ends", "--ema"),
 }
 TECHNIQUES = tuple(PRESETS)
 

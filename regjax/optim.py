@@ -22,11 +22,15 @@ class AdamState(NamedTuple):
     count: jax.Array
     m: optax.Updates
     v: optax.Updates
+    # The moving average of the weights that Keras' optimizers keep with use_ema=True
+    # (regjax.step.train_step updates it); None without one.
+    ema: optax.Params | None = None
 
 
-def adam_init(params) -> AdamState:
+def adam_init(params, ema: bool = False) -> AdamState:
     return AdamState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params),
-                     jax.tree.map(jnp.zeros_like, params))
+                     jax.tree.map(jnp.zeros_like, params),
+                     jax.tree.map(jnp.copy, params) if ema else None)
 
 
 def adam_update(grads, state: AdamState, learning_rate, b1: float = B1, b2: float = B2,
@@ -38,7 +42,7 @@ def adam_update(grads, state: AdamState, learning_rate, b1: float = B1, b2: floa
     v = jax.tree.map(lambda v, g: v + (jnp.square(g) - v) * (1 - b2), state.v, grads)
     alpha = learning_rate * jnp.sqrt(1 - b2**t) / (1 - b1**t)
     updates = jax.tree.map(lambda m, v: -alpha * m / (jnp.sqrt(v) + epsilon), m, v)
-    return updates, AdamState(count, m, v)
+    return updates, AdamState(count, m, v, state.ema)
 
 
 def keras_adam(learning_rate: float = 1e-3, b1: float = B1, b2: float = B2,

@@ -62,6 +62,7 @@ class Knobs(NamedTuple):
     mixup: Any
     cutmix: Any
     random_erasing: Any
+    ema: Any
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -109,7 +110,8 @@ def make_program(config: Config) -> tuple[Program, TrainState]:
     """The program for `config` and the initial state of its model (weights drawn from the
     init branch of config.seed's key tree, Adam's moments zero)."""
     graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
-    return Program(config, graphdef), TrainState(params, batch_stats, adam_init(params))
+    return Program(config, graphdef), TrainState(params, batch_stats,
+                                                 adam_init(params, ema=bool(config.ema)))
 
 
 # ------------------------------------------------------------------------------ the data
@@ -189,6 +191,10 @@ def train_step(program: Program, state: TrainState, images, labels, weights, key
         params = jax.tree.map(lambda p: p - p * knobs.weight_decay * knobs.learning_rate,
                               params)
     params = optax.apply_updates(params, updates)
+    if program.config.ema:  # Keras' use_ema: averaged after the update, before constraints
+        momentum = jnp.where(state.opt_state.count == 0, 0.0, knobs.ema)
+        opt_state = opt_state._replace(ema=jax.tree.map(
+            lambda a, w: momentum * a + (1.0 - momentum) * w, opt_state.ema, params))
     if program.config.max_norm:  # Keras applies constraints after the update
         params = constrain_max_norm(program, params, batch_stats, knobs.max_norm)
     return TrainState(params, batch_stats, opt_state), metrics

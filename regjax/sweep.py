@@ -18,10 +18,11 @@ DEFAULT_KNOB = {"l1": "l1", "l2": "l2", "dropout": "dropout",
                 "label_smoothing": "label_smoothing", "augmentation": "augment_strength",
                 "weight_decay": "weight_decay", "max_norm": "max_norm",
                 "gaussian_noise": "gaussian_noise", "spatial_dropout": "spatial_dropout",
-                "mixup": "mixup", "cutmix": "cutmix", "random_erasing": "random_erasing"}
+                "mixup": "mixup", "cutmix": "cutmix", "random_erasing": "random_erasing",
+                "weight_ema": "ema"}
 KNOBS = ("l1", "l2", "dropout", "label_smoothing", "learning_rate", "augment_strength",
          "weight_decay", "max_norm", "gaussian_noise", "spatial_dropout", "mixup", "cutmix",
-         "random_erasing")
+         "random_erasing", "ema")
 RANGES = ("rotation_range", "shift_range", "shear_range", "zoom_range")
 
 
@@ -40,7 +41,7 @@ def sweep_parser() -> argparse.ArgumentParser:
         "seeds, all at once in one program; report test accuracy and generalization gap "
         "against the value.",
         "knobs: l1, l2, dropout, label_smoothing, learning_rate, weight_decay, max_norm, "
-        "gaussian_noise, spatial_dropout, mixup, cutmix, random_erasing, "
+        "gaussian_noise, spatial_dropout, mixup, cutmix, random_erasing, ema, "
         "augment_strength (scales the preset's rotation, shift, shear and zoom ranges; "
         "1 = the notebook's)\n\n"
         "example:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "

@@ -173,10 +173,16 @@ def train_loop(engine: Engine, train: Split, validation: Split, test: Split | No
 
 
 def finish(engine: Engine, records: list[RunRecord], state, best, test: Split | None, log):
-    """After training: the best weights restored for completed models that ask (as Keras 3
-    does at the end of training), and each completed model's test metrics recorded."""
+    """After training, for each completed model, in Keras 3's order: the weights replaced
+    by their moving average where it keeps one (use_ema: the optimizer's finalize), then the
+    best weights restored where asked (EarlyStopping at the end of training), then its
+    test metrics recorded."""
     keep_best = np.array([r.keeps_best for r in records])
     completed = np.array([r.status == "completed" for r in records])
+    averaged = completed & np.array([r.config.ema > 0 for r in records])
+    if averaged.any():
+        state = state._replace(params=engine.select(averaged, state.opt_state.ema,
+                                                    state.params))
     if best is not None and (keep_best & completed).any():
         params, batch_stats = engine.select(keep_best & completed, best,
                                             (state.params, state.batch_stats))

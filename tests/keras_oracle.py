@@ -67,8 +67,10 @@ def keras_model(config: Config) -> keras.Sequential:
             stack.append(layers.Dropout(config.dropout))
     stack.append(layers.Dense(NUM_CLASSES))
     model = keras.Sequential(stack)
-    optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay) \
-        if config.weight_decay else keras.optimizers.Adam(config.learning_rate)
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
+    optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay,
+                                       **ema) \
+        if config.weight_decay else keras.optimizers.Adam(config.learning_rate, **ema)
     model.compile(optimizer=optimizer,
                   loss=notebook_loss(config.label_smoothing), metrics=["categorical_accuracy"])
     return model

@@ -187,3 +187,21 @@ def test_models_start_from_their_single_runs_weights_bit_for_bit():
         for ours, theirs in zip(jax.tree.leaves(batched_state), jax.tree.leaves(single),
                                 strict=True):
             np.testing.assert_array_equal(np.asarray(ours)[k], theirs)
+
+
+def test_the_weights_average_replaces_the_weights_when_training_ends(small):
+    """Keras' use_ema: training and validation see the raw weights (a model with the average
+    has the same per-epoch history as one without), the test sees the average; with
+    restore_best_weights, Keras restores the best raw weights after the average replaced
+    them, so the test sees the best raw weights, as without the average."""
+    train, val, test = small
+    common = dict(seed=3, epochs=2)
+    with_ema, without = fit_batched([preset("weight_ema", **common),
+                                     preset("baseline", **common)], train, val, test)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert with_ema[key] == without[key], key
+    assert with_ema["test_loss"] != pytest.approx(without["test_loss"], rel=1e-3)
+    restore = dict(common, early_stopping=True, patience=5, restore_best_weights=True)
+    with_ema, without = fit_batched([preset("weight_ema", **restore),
+                                     preset("baseline", **restore)], train, val, test)
+    assert with_ema["test_loss"] == without["test_loss"]

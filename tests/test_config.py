@@ -35,7 +35,7 @@ def test_presets_are_the_notebooks_settings():
         "spatial_dropout": {"model": "cnn", "hidden": (128,), "spatial_dropout": 0.2,
                             "validation": "test"},
         "mixup": {"mixup": 0.2}, "cutmix": {"cutmix": 1.0},
-        "random_erasing": {"random_erasing": 1.0}}
+        "random_erasing": {"random_erasing": 1.0}, "weight_ema": {"ema": 0.99}}
     assert base.patience == 3 and (base.rotation_range, base.shift_range, base.shear_range,
                                    base.zoom_range) == (10.0, 0.1, 0.2, 0.2)
 

@@ -71,7 +71,9 @@ def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
     """regjax's training step and Keras' model.train_on_batch from the same initial weights
     over the same batches (each batch padded to config.batch_size slots for regjax, the
     padding filled with other rows of weight 0, as an epoch's partial last batch is);
-    returns (regjax's named arrays, Keras' model, regjax's loss of the first step, Keras')."""
+    returns (regjax's named arrays, Keras' model, regjax's loss of the first step, Keras').
+    With a moving average of the weights (weight_ema), the averages of both sides, as they
+    replace the weights at the end of training."""
     program, state = step.make_program(config)
     knobs = step.Knobs.of(config)
     model = oracle.keras_model(config)
@@ -86,6 +88,9 @@ def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
         keras_loss = model.train_on_batch(oracle.keras_inputs(images[rows], config),
                                           oracle.one_hot(labels[rows]))
         losses.append((step.per_model(metrics)[0]["loss"], float(np.ravel(keras_loss)[0])))
+    if config.ema:  # both sides' moving averages of the weights, as training ends
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        return named_arrays(state.opt_state.ema, state.batch_stats), model, losses
     return named_arrays(state.params, state.batch_stats), model, losses
 
 
@@ -93,11 +98,12 @@ def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
 # strengthens it: AdamW's 0.004 moves a weight by 4e-6 of itself a step (1e-7 absolute here,
 # within the tolerance after 30 steps), 0.5 by 5e-4; MaxNorm(3) is not reached from Glorot's
 # initial column norms (about 1.3), MaxNorm(1) clips from the first step.
-STRONGER = {"weight_decay": {"weight_decay": 0.5}, "max_norm": {"max_norm": 1.0}}
+STRONGER = {"weight_decay": {"weight_decay": 0.5}, "max_norm": {"max_norm": 1.0},
+            "weight_ema": {"max_norm": 1.0}}  # Keras averages before applying constraints
 
 
 @pytest.mark.parametrize("technique", ["baseline", "l1", "l2", "batchnorm", "label_smoothing",
-                                       "weight_decay", "max_norm"])
+                                       "weight_decay", "max_norm", "weight_ema"])
 def test_training_steps_match_keras_train_on_batch(fashion, technique):
     """30 steps from identical weights on identical batches, the last one partial (36 rows),
     agree with Keras in every weight, bias and batch-norm statistic, and in each step's loss.
