@@ -48,6 +48,32 @@ def loss_function(config: Config):
     return state, loss
 
 
+def first_step(config: Config, fashion):
+    """The first training step of `config` on the first 64 training rows, and a way to
+    recompute its loss: (what the step reported, the uint8 images, the step's key,
+    loss_of(x, mix=None) -> (loss, correct rows) of float images x in evaluation mode with
+    the step's starting weights)."""
+    import jax
+    import jax.numpy as jnp
+
+    from regjax import rng
+
+    program, state = step.make_program(config)
+    knobs = step.Knobs.of(config)
+    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
+    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
+    _, metrics = jax.jit(step.train_step, static_argnums=0)(
+        program, state, images, labels, jnp.ones(64), key, knobs)
+
+    def loss_of(x, mix=None):
+        value, (_, m) = step.loss(program, state.params, state.batch_stats,
+                                  jnp.asarray(x, jnp.float32), labels, jnp.ones(64), None,
+                                  knobs, train=False, mix=mix)
+        return float(value), float(m.correct)
+
+    return step.per_model(metrics)[0], images, key, loss_of
+
+
 def script(name: str, *args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     """Runs scripts/<name>.py as a user would; returns the finished process."""
     return subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"),

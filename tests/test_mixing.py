@@ -10,9 +10,10 @@ import pytest
 from scipy import stats
 
 from regjax import config as cfg
-from regjax import augment, mixing, rng, step
+from regjax import augment, mixing, rng
 from regjax.losses import mixed_one_hot
 from tests import keras_oracle as oracle
+from tests.helpers import first_step
 
 
 def test_mixup_transforms_images_and_targets_as_keras_mixup(fashion):
@@ -70,26 +71,13 @@ def test_a_training_step_trains_on_the_mixed_batch(fashion, technique, mix):
     mix key, against the mixed targets, and counts a row correct when the prediction is
     the mixed target's largest class (as Keras' accuracy does)."""
     config = cfg.preset(technique)
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
-    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
-    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
-    _, metrics = jax.jit(step.train_step, static_argnums=0)(
-        program, state, images, labels, jnp.ones(64), key, knobs)
-    x = images.astype(np.float32) / 255
-    mixed, mix = mix(rng.mix_key(key), jnp.asarray(x), jnp.ones(64),
-                     getattr(config, technique))
-
-    def loss_of(x, mix):
-        value, (_, m) = step.loss(program, state.params, state.batch_stats, x, labels,
-                                  jnp.ones(64), None, knobs, train=False, mix=mix)
-        return float(value), float(m.correct)
-
+    reported, images, key, loss_of = first_step(config, fashion)
+    x = jnp.asarray(images.astype(np.float32) / 255)
+    mixed, mix = mix(rng.mix_key(key), x, jnp.ones(64), getattr(config, technique))
     loss, correct = loss_of(mixed, mix)
-    reported = step.per_model(metrics)[0]
     assert reported["loss"] == pytest.approx(loss, rel=1e-5)
     assert reported["accuracy"] * 64 == correct
-    assert reported["loss"] != pytest.approx(loss_of(jnp.asarray(x), None)[0], rel=1e-3)
+    assert reported["loss"] != pytest.approx(loss_of(x)[0], rel=1e-3)
 
 
 def test_cutmix_boxes_images_and_targets_as_keras_cutmix(fashion):
@@ -110,7 +98,7 @@ def test_cutmix_boxes_images_and_targets_as_keras_cutmix(fashion):
     masks, weight = layer._generate_batch_mask((64, 28, 28, 1), (x0, x1, y0, y1))
     masks = np.asarray(masks)
     np.testing.assert_array_equal(
-        np.asarray(mixing.box_mask(bounds, 28, 28)), masks[..., 0])
+        np.asarray(augment.box_mask(bounds, 28, 28)), masks[..., 0])
     np.testing.assert_allclose(np.asarray(lam), np.asarray(weight).ravel(), atol=1e-6)  # f32
     transformation = {"permutation_order": partner, "batch_masks": masks,
                       "mix_weight": np.asarray(weight).ravel()}
@@ -193,20 +181,8 @@ def test_random_erasing_draws_are_distributed_as_keras_draws():
 def test_a_training_step_trains_on_the_erased_batch(fashion):
     """The random_erasing preset's step reports the loss of its batch erased with the draws
     of the step's erase key (targets untouched), not of the clean batch."""
-    config = cfg.preset("random_erasing")
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
-    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
-    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
-    _, metrics = jax.jit(step.train_step, static_argnums=0)(
-        program, state, images, labels, jnp.ones(64), key, knobs)
+    reported, images, key, loss_of = first_step(cfg.preset("random_erasing"), fashion)
     x = jnp.asarray(images.astype(np.float32) / 255)
-
-    def loss_of(x):
-        return float(step.loss(program, state.params, state.batch_stats, x, labels,
-                               jnp.ones(64), None, knobs, train=False)[0])
-
-    reported = step.per_model(metrics)[0]["loss"]
-    assert reported == pytest.approx(loss_of(augment.random_erasing(rng.erase_key(key), x,
-                                                                    1.0)), rel=1e-5)
-    assert reported != pytest.approx(loss_of(x), rel=1e-3)
+    erased = augment.random_erasing(rng.erase_key(key), x, 1.0)
+    assert reported["loss"] == pytest.approx(loss_of(erased)[0], rel=1e-5)
+    assert reported["loss"] != pytest.approx(loss_of(x)[0], rel=1e-3)

@@ -15,6 +15,7 @@ from regjax.artifacts import named_arrays
 from regjax.rng import stable_argsort
 from regjax.step import epoch_batches
 from tests import keras_oracle as oracle
+from tests.helpers import first_step
 
 
 @pytest.mark.parametrize("n,batch", [(48000, 64), (60000, 64), (100, 64), (64, 64), (5, 8)])
@@ -139,14 +140,8 @@ def test_a_training_step_trains_on_keras_warped_images(fashion):
     against numpy in test_training.py.) The CNN without dropout or batch norm computes the
     same in training and evaluation mode, so the loss can be recomputed. float32 warps agree
     with Keras' float64 to ~1e-5 per pixel, which moves the loss by ~1e-5 relative."""
-    config = cfg.preset("augmentation", hidden=(32,))
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
-    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
-    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
-    _, metrics = jax.jit(step.train_step, static_argnums=0)(
-        program, state, images, labels, jnp.ones(64), key, knobs)
-    reported = step.per_model(metrics)[0]["loss"]
+    reported, images, key, loss_of = first_step(cfg.preset("augmentation", hidden=(32,)),
+                                                fashion)
     p = augment.sample_affine_params(rng.augment_key(key), 64, 28, 28, rotation_range=10,
                                      shift_range=0.1, shear_range=0.2, zoom_range=0.2)
     warped = np.stack([apply_affine_transform(
@@ -154,13 +149,8 @@ def test_a_training_step_trains_on_keras_warped_images(fashion):
         row_axis=0, col_axis=1, channel_axis=2, fill_mode="nearest", order=1)[..., 0]
         for i, image in enumerate(images)])
 
-    def loss_of(x):
-        return float(step.loss(program, state.params, state.batch_stats,
-                               jnp.asarray(x, jnp.float32), labels, jnp.ones(64), None, knobs,
-                               train=False)[0])
-
-    assert reported == pytest.approx(loss_of(warped), rel=1e-4)
-    assert reported != pytest.approx(loss_of(images / 255), rel=1e-3)
+    assert reported["loss"] == pytest.approx(loss_of(warped)[0], rel=1e-4)
+    assert reported["loss"] != pytest.approx(loss_of(images / 255)[0], rel=1e-3)
 
 
 def test_gaussian_noise_draws_as_keras_gaussian_noise_does():
@@ -190,23 +180,11 @@ def test_a_training_step_trains_on_the_noisy_inputs(fashion):
     """The gaussian_noise preset's step reports the loss of its batch plus the noise drawn
     from the step's noise key (normalised pixels + 0.1 N(0, 1)), not of the clean batch.
     The MLP without dropout computes the same in training and evaluation mode."""
-    config = cfg.preset("gaussian_noise")
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
-    images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
-    key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
-    _, metrics = jax.jit(step.train_step, static_argnums=0)(
-        program, state, images, labels, jnp.ones(64), key, knobs)
-    reported = step.per_model(metrics)[0]["loss"]
-
-    def loss_of(x):
-        return float(step.loss(program, state.params, state.batch_stats, x, labels,
-                               jnp.ones(64), None, knobs, train=False)[0])
-
+    reported, images, key, loss_of = first_step(cfg.preset("gaussian_noise"), fashion)
     clean = images.astype(np.float32) / 255
     noisy = clean + 0.1 * np.asarray(rng.normal(rng.noise_key(key), clean.shape))
-    assert reported == pytest.approx(loss_of(noisy), rel=1e-5)
-    assert reported != pytest.approx(loss_of(clean), rel=1e-3)
+    assert reported["loss"] == pytest.approx(loss_of(noisy)[0], rel=1e-5)
+    assert reported["loss"] != pytest.approx(loss_of(clean)[0], rel=1e-3)
 
 
 def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
