@@ -97,9 +97,8 @@ def run_report(args, argv: list[str], parser, write, script: str, report, config
     try:
         from regjax import artifacts, distributed, shards
 
-        command = shlex.join(["python", script, *shards.common_command(argv)])
-        if args.resume and args.shard is not None and \
-                shards.finished_share(args.output_dir / RESULTS, command, args.shard):
+        if args.resume and args.shard is not None and shards.finished_share(
+                args.output_dir / RESULTS, shards.share_command(script, argv), args.shard):
             print(f"share {args.shard[0]}/{args.shard[1]} is already finished: "
                   f"{args.output_dir / RESULTS}; nothing to resume")
             return 0
@@ -231,8 +230,7 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     for _, members in mine:
         for name, _ in members:
             models.setdefault(name, []).append(next(numbered))
-    command = shlex.join(["python", script, *shards.common_command(argv)])
-    share = {**results, "command": command, "shard": list(args.shard), "models": models}
+    share = {**results, "command": shards.share_command(script, argv), "shard": list(args.shard), "models": models}
     index, count = args.shard
     if args.distributed:
         from regjax.distributed import gather_json

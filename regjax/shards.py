@@ -17,8 +17,10 @@ import json
 import shlex
 from pathlib import Path
 
-# Flags that differ between the shares of one command (each takes a value).
+# Flags that differ between the shares of one command (each takes a value), and how a share
+# was run (a share resumed after a stop is still a share of the same command).
 PER_SHARE = ("--shard", "--output-dir", "--process-id")
+HOW_RUN = ("--resume",)
 
 
 class MergeError(ValueError):
@@ -37,31 +39,32 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def common_command(argv: list[str]) -> list[str]:
-    """The command line without the flags that differ between shares."""
+    """The command line without the flags that differ between shares or runs of a share."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg in PER_SHARE:
             skip = True
-        elif not arg.startswith(tuple(f"{flag}=" for flag in PER_SHARE)):
+        elif arg not in HOW_RUN and not arg.startswith(tuple(f"{f}=" for f in PER_SHARE)):
             kept.append(arg)
     return kept
 
 
+def share_command(script: str, argv: list[str]) -> str:
+    """The command every share of one run records (common_command, as a shell line)."""
+    return shlex.join(["python", script, *common_command(argv)])
+
+
 def finished_share(path: Path, command: str, shard: tuple[int, int]) -> bool:
-    """Whether `path` holds the finished results of share `shard` of `command` (as
-    common_command gives it; --resume aside) run by this code."""
+    """Whether `path` holds the finished results of share `shard` of `command`
+    (share_command's) run by this code."""
     try:
         share = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-
-    def plain(line: str) -> list[str]:
-        return [a for a in shlex.split(line) if a != "--resume"]
-
-    return (share.get("shard") == list(shard) and share.get("code") == code_versions()
-            and plain(share.get("command", "")) == plain(command))
+    return (share.get("shard") == list(shard) and share.get("command") == command
+            and share.get("code") == code_versions())
 
 
 def code_versions() -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 from regjax import data
 from regjax.compare import compare_main, train_groups
 from regjax.config import preset
-from regjax.shards import parse_shard, take
+from regjax.shards import parse_shard, share_command, take
 from regjax.sweep import sweep_main
 from tests.helpers import without_timing
 from tests.test_compare import table_rows
@@ -124,6 +124,9 @@ def test_a_finished_share_is_not_run_again(compared, capsys):
         "0/2", "--resume")
     assert "share 0/2 is already finished" in capsys.readouterr().out
     assert (done.read_bytes(), done.stat().st_mtime_ns) == before
+    # A share resumed after a stop records the command its siblings record: --merge takes it.
+    assert share_command("scripts/compare.py", [*COMPARE, "--resume", "--shard", "0/2"]) == \
+        share_command("scripts/compare.py", [*COMPARE, "--shard", "1/2"])
 
 
 def test_a_stopped_comparison_resumes_to_the_same_histories(compared, tmp_path):
