@@ -6,7 +6,7 @@ in pure JAX, with Keras' semantics.
 
     config = regjax.preset("dropout", epochs=5)          # a technique, any knob overridden
     data = regjax.load_dataset("fashion_mnist")
-    train, validation = regjax.train_and_validation(data, config.validation)
+    train, validation = regjax.model_data(config, data)  # the config's split (and regime)
     history, model = regjax.fit(config, train, validation, data.test)
     regjax.evaluate(model, data.test)                     # {"loss": ..., "accuracy": ...}
     model = regjax.load_model("runs/dropout/model.npz")   # what scripts/train.py saved
@@ -21,7 +21,7 @@ import importlib
 # answers --help and bad flags without loading JAX.
 _PUBLIC = {
     "Config": "config", "PRESETS": "config", "TECHNIQUES": "config", "preset": "config",
-    "load_dataset": "data", "train_and_validation": "data",
+    "load_dataset": "data", "train_and_validation": "data", "model_data": "data",
     "fit": "training", "evaluate": "training",
     "load_model": "artifacts", "save_model": "artifacts",
     "TrainedModel": "models",

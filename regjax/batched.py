@@ -72,6 +72,33 @@ def over_models(fn, xs, width: int | None):
     return jax.lax.map(fn, xs, batch_size=width if width > 1 else None)
 
 
+# Images are [rows, 28, 28] and labels [rows]; with a leading model axis, each model has its own.
+DATA_RANKS = (3, 1)
+
+
+def data_specs(images, labels) -> tuple[P, P]:
+    """How the data is split between devices: with the models where each has its own."""
+    return tuple(P("models") if a.ndim > rank else P()
+                 for a, rank in zip((images, labels), DATA_RANKS))
+
+
+def per_model_data(data: tuple) -> tuple:
+    """The arrays of `data` that hold one entry per model (to map over with the models);
+    None in place of a shared one."""
+    return tuple(a if a.ndim > rank else None for a, rank in zip(data, DATA_RANKS))
+
+
+def own_data(shared: tuple, mine: tuple) -> tuple:
+    """A model's data: its own arrays where it has them (`mine`), else the shared ones."""
+    return tuple(s if m is None else m for s, m in zip(shared, mine))
+
+
+def same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are views of the same memory with the same layout (so, equal)."""
+    return a is b or (a.__array_interface__["data"] == b.__array_interface__["data"]
+                      and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
 MEMORY_SHARE = 0.9  # of a device's free memory, what one compiled epoch may use
 
 
@@ -124,32 +151,46 @@ class ManyModels:
         def train_epoch(state, images, labels, epoch, knobs, active):
             def one(m):  # a model that has stopped is skipped (lax.map runs the cond for
                 # real; vmapped, it becomes a select and the masking below decides)
-                model_state, model_knobs, on = m
-                run = lambda: step.train_epoch(program, model_state, images, labels,  # noqa: E731
+                model_state, model_knobs, on, data = m
+                x, y = own_data((images, labels), data)
+                run = lambda: step.train_epoch(program, model_state, x, y,  # noqa: E731
                                                epoch, model_knobs)
                 idle = jax.tree.map(jnp.zeros_like, jax.eval_shape(run))
                 return jax.lax.cond(on, run, lambda: (model_state, idle[1]))
 
-            new, metrics = over_models(one, (state, knobs, active), vmapped)
+            new, metrics = over_models(one, (state, knobs, active,
+                                             per_model_data((images, labels))), vmapped)
             return where(active, new, state), metrics
 
         def evaluate(params, batch_stats, images, labels, knobs):
-            return over_models(
-                lambda m: step.evaluate(program, m[0], m[1], images, labels, m[2]),
-                (params, batch_stats, knobs), vmapped)
+            def one(m):
+                model_params, model_stats, model_knobs, data = m
+                return step.evaluate(program, model_params, model_stats,
+                                     *own_data((images, labels), data), model_knobs)
+
+            return over_models(one, (params, batch_stats, knobs,
+                                     per_model_data((images, labels))), vmapped)
 
         # shard_map: each device runs the program on its own share of the models, as if
         # alone (left to the partitioner, per-model random draws were gathered across
         # devices at every step). No collective is used, so the check of which values vary
         # across devices is off: it rejects the per-model cond that skips stopped models.
-        self._train_epoch = jax.jit(jax.shard_map(
-            train_epoch, mesh=self.mesh, in_specs=(P("models"), P(), P(), P(), P("models"),
-                                                   P("models")),
-            out_specs=P("models"), check_vma=False), donate_argnums=0)
-        self._evaluate = jax.jit(jax.shard_map(
-            evaluate, mesh=self.mesh, in_specs=(P("models"), P("models"), P(), P(),
-                                                P("models")),
-            out_specs=P("models")))
+        # The data is shared, or split with the models where each has its own (data_specs).
+        def sharded_epoch(state, images, labels, epoch, knobs, active):
+            return jax.shard_map(
+                train_epoch, mesh=self.mesh, in_specs=(
+                    P("models"), *data_specs(images, labels), P(), P("models"), P("models")),
+                out_specs=P("models"), check_vma=False)(state, images, labels, epoch, knobs,
+                                                        active)
+
+        def sharded_evaluate(params, batch_stats, images, labels, knobs):
+            return jax.shard_map(
+                evaluate, mesh=self.mesh, in_specs=(
+                    P("models"), P("models"), *data_specs(images, labels), P("models")),
+                out_specs=P("models"))(params, batch_stats, images, labels, knobs)
+
+        self._train_epoch = jax.jit(sharded_epoch, donate_argnums=0)
+        self._evaluate = jax.jit(sharded_evaluate)
 
     def init_state(self) -> step.TrainState:
         """Each model initialised from its own seed, bit for bit as a single run is: the
@@ -164,9 +205,18 @@ class ManyModels:
         seeds = np.array([c.seed for c in self.configs], np.int32)
         return jax.device_put(jax.vmap(init)(seeds), self.per_model)
 
-    def put(self, split: Split):
-        return jax.device_put((jnp.asarray(split.images), jnp.asarray(split.labels)),
-                              self.shared)
+    def put(self, split: Split | list[Split]):
+        """The images and the labels on the devices: one copy shared by every model, or,
+        where the models' splits differ (a data regime: their own rows or labels), one per
+        model stacked along a leading model axis."""
+        splits = split if isinstance(split, list) else [split]
+
+        def put(arrays: list[np.ndarray]):
+            if all(same_array(a, arrays[0]) for a in arrays[1:]):
+                return jax.device_put(jnp.asarray(arrays[0]), self.shared)
+            return jax.device_put(np.stack(arrays), self.per_model)
+
+        return put([s.images for s in splits]), put([s.labels for s in splits])
 
     def _models(self, mask: np.ndarray) -> jax.Array:
         return jax.device_put(np.asarray(mask), self.per_model)
@@ -208,8 +258,8 @@ class ManyModels:
         return where(self._models(mask), new, old)
 
 
-def fit_batched(configs: list[Config], train: Split, validation: Split,
-                test: Split | None = None, *,
+def fit_batched(configs: list[Config], train: Split | list[Split],
+                validation: Split | list[Split], test: Split | None = None, *,
                 on_epoch: Callable[[int, int], None] = lambda done, total: None,
                 vmap_width: int | None = None, checkpoints: Checkpoints | None = None,
                 resume: bool = False,
@@ -219,11 +269,14 @@ def fit_batched(configs: list[Config], train: Split, validation: Split,
     state is checkpointed after every epoch; with `resume`, training continues from the
     newest intact checkpoint and ends exactly as an uninterrupted run; `should_stop()` true
     before an epoch ends the run as "interrupted", as in `fit`. `vmap_width`: how many of a
-    device's models run vmapped together (default: ManyModels')."""
+    device's models run vmapped together (default: ManyModels'). `train` and `validation`:
+    one split for every model, or one per model (regjax.data.model_data of each config)."""
     n = len(configs)
     count = jax.local_device_count()
     if n > 1 and n % count:  # pad with copies of the last model, to split evenly
-        configs = [*configs, *[configs[-1]] * (count - n % count)]
+        pad = lambda items: [*items, *[items[-1]] * (count - n % count)]  # noqa: E731
+        configs = pad(configs)
+        train, validation = (pad(s) if isinstance(s, list) else s for s in (train, validation))
     engine = ManyModels(configs, vmap_width)
     total = max(c.epochs for c in configs)
     done = iter(range(1, total + 1))

@@ -242,9 +242,13 @@ def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
     dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     # Flushed line by line, so that `| tee`, a log file or a supervisor sees each epoch as it ends.
     log = (lambda _: None) if args.quiet else functools.partial(print, flush=True)
-    train_split, val_split = data.train_and_validation(dataset, config.validation)
+    train_split, val_split = data.model_data(config, dataset)
+    regime = "".join([f", a random {config.train_size:,} of them" if config.train_size else "",
+                      f", {config.label_noise:g} of their labels noisy" if config.label_noise
+                      else ""])
     log(f"{args.technique} on {dataset.name} ({dataset.source}): {len(train_split):,} training "
-        f"rows, {len(val_split):,} validation rows, device {jax.devices()[0].device_kind}")
+        f"rows{regime}, {len(val_split):,} validation rows, device "
+        f"{jax.devices()[0].device_kind}")
     about = {
         "technique": args.technique, "dataset": dataset.name, "data_source": dataset.source,
         "device": devices.device_name(), "platform": platform.platform(),

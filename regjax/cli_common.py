@@ -29,6 +29,20 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
                         "Debian's dataset package, then download")
     p.add_argument("--no-download", action="store_true",
                    help="never try to download the dataset")
+    g = p.add_argument_group("data regime (drawn from each run's seed; see docs/techniques.md)")
+    g.add_argument("--train-size", type=int, metavar="N",
+                   help="train on a random N of the training rows, drawn before the "
+                        "validation split (which then takes the last 20%% of the N); default: "
+                        "all")
+    g.add_argument("--label-noise", type=float, metavar="P",
+                   help="replace each training label, with probability P, by a random other "
+                        "class (validation and test labels stay clean); default 0")
+
+
+def regime_overrides(args: argparse.Namespace) -> dict:
+    """The data regime flags that were given, as Config fields."""
+    return {name: getattr(args, name) for name in ("train_size", "label_noise")
+            if getattr(args, name) is not None}
 
 
 def resume_command(script: str, argv: list[str]) -> str:

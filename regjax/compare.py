@@ -14,7 +14,7 @@ from pathlib import Path
 
 from regjax import data
 from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, fail,
-                               resume_command, user_errors)
+                               regime_overrides, resume_command, user_errors)
 from regjax.config import TECHNIQUES, Config, preset
 
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
@@ -143,7 +143,7 @@ def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: d
     interrupted = False
     for k, (label, members) in enumerate(batches):
         configs = [c for _, c in members]
-        train, val = data.train_and_validation(dataset, configs[0].validation)
+        train, val = map(list, zip(*(data.model_data(c, dataset) for c in configs)))
         saved = None if checkpoints is None else Checkpoints(checkpoints / f"batch-{k}",
                                                              keep=KEEP)
         start, ran = time.perf_counter(), []
@@ -276,7 +276,8 @@ def compare_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_counts(args, parser)
     names = list(TECHNIQUES) if args.techniques == "all" else args.techniques.split(",")
-    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    overrides = {**regime_overrides(args), **({} if args.epochs is None else
+                                              {"epochs": args.epochs})}
     try:
         batches = [(name, [(name, preset(name, seed=seed, **overrides))
                            for seed in range(args.seeds)]) for name in names]

@@ -55,6 +55,9 @@ class Config:
     learning_rate: float = 1e-3  # Adam, b1 0.9, b2 0.999, epsilon 1e-7 (Keras' form)
     validation: str = "split"  # "split": last 20% of train; "test": train on all, validate on test
     seed: int = 0
+    # data regime (drawn from the seed; regjax.data.model_data applies it)
+    train_size: int = 0  # > 0: a random subset of this many training rows, before the split
+    label_noise: float = 0.0  # training labels replaced by a random other class with this p
 
     def validate(self) -> "Config":
         """Returns self, or raises ValueError naming the bad knob and the valid range."""
@@ -100,6 +103,11 @@ class Config:
             problems.append(f"validation must be 'split' or 'test', got {self.validation!r}")
         if self.seed < 0:
             problems.append(f"seed must be >= 0, got {self.seed}")
+        if int(self.train_size) != self.train_size or self.train_size < 0:
+            problems.append(f"train size must be a whole number of rows >= 0 (0: all), got "
+                            f"{self.train_size}")
+        if not 0.0 <= self.label_noise <= 1.0:
+            problems.append(f"label noise must be in [0, 1], got {self.label_noise}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -118,8 +126,10 @@ class Config:
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
          "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
          "spatial_dropout", "mixup", "cutmix", "random_erasing", "ema")
-# Settings the host loop applies per model; they may differ between models too.
-HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights")
+# Settings the host applies per model; they may differ between models too. (A model's
+# training rows are its own under a data regime, but their number, train_size, is shared.)
+HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights",
+             "label_noise")
 
 
 @dataclasses.dataclass(frozen=True)

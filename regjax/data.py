@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import tempfile
 import urllib.request
 from pathlib import Path
 
+import jax
 import numpy as np
 
-from regjax.config import IMAGE_SHAPE
+from regjax import rng
+from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
 from regjax.idx import IDX_STEMS, DataError, Split, find_file, has_idx_files, read_idx_split
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -164,3 +167,53 @@ def train_and_validation(dataset: Dataset, validation: str) -> tuple[Split, Spli
     if validation == "test":
         return dataset.train, dataset.test
     raise ValueError(f"validation must be 'split' or 'test', got {validation!r}")
+
+
+# ------------------------------------------------------------------------ data regimes
+
+
+def model_data(config: Config, dataset: Dataset) -> tuple[Split, Split]:
+    """The rows `config`'s model trains and validates on: the notebook's split of `dataset`
+    (train_and_validation) under the config's data regime, both drawn from its seed's key
+    tree (regjax.rng), so each seed of a comparison has its own subset and its own noise:
+
+    - train_size > 0: that many training rows drawn at random without replacement (kept in
+      the files' order) BEFORE the validation split, as a Keras user would pass
+      `x_train[rows]` to fit(validation_split=0.2): the last 20% of the subset validates.
+    - label_noise p > 0: each training label (not the validation or test labels) replaced,
+      with probability p, by one of the other nine classes, each equally likely.
+
+    Without a regime the splits are train_and_validation's, whatever the seed."""
+    pool = dataset.train
+    if config.train_size:
+        if config.train_size > len(pool):
+            raise DataError(f"--train-size {config.train_size}: {dataset.name} has only "
+                            f"{len(pool)} training rows")
+        rows = np.sort(np.asarray(_subset(config.seed, len(pool), config.train_size)))
+        pool = Split(pool.images[rows], pool.labels[rows])
+    train, validation = train_and_validation(dataclasses.replace(dataset, train=pool),
+                                             config.validation)
+    if config.label_noise:
+        train = Split(train.images, noisy_labels(config.seed, train.labels,
+                                                 config.label_noise))
+    return train, validation
+
+
+def noisy_labels(seed: int, labels: np.ndarray, p: float) -> np.ndarray:
+    """`labels` with each replaced, with probability p, by a uniformly random other class:
+    (label + k) mod 10 with k uniform in 1..9, drawn from the seed's labels branch."""
+    flip, shift = map(np.asarray, _label_draws(seed, np.float32(p), labels.shape))
+    return np.where(flip, (labels + shift) % NUM_CLASSES, labels).astype(labels.dtype)
+
+
+# Jitted: run op by op, the unrolled threefry hash takes seconds per draw.
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _subset(seed, n: int, size: int) -> jax.Array:
+    return rng.permutation(rng.subset_key(seed), n)[:size]
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _label_draws(seed, p, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    key = rng.labels_key(seed)
+    return (rng.bernoulli(jax.random.fold_in(key, rng.FLIP), p, shape),
+            jax.random.randint(jax.random.fold_in(key, rng.CLASS), shape, 1, NUM_CLASSES))

@@ -6,6 +6,9 @@ branch is `fold_in(parent, branch number)`, and no key is used both as a leaf (t
 as a parent (to derive keys), nor shared between branches:
 
     root(seed) -> init                       the model's initial weights
+               -> data -> subset                 the rows of --train-size
+                       -> labels -> flip         which training labels --label-noise replaces
+                                 -> class        the class each one gets
                -> train -> epoch(e) -> shuffle           the epoch's order of rows
                                     -> step(i) -> dropout   masks, per layer below it
                                                -> augment   the affine parameters
@@ -33,7 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 # Branch numbers: a child is fold_in(parent, number); siblings have different numbers.
-INIT, TRAIN = 0, 1
+INIT, TRAIN, DATA = 0, 1, 2
+SUBSET, LABELS = 0, 1
+FLIP, CLASS = 0, 1
 SHUFFLE, STEPS = 0, 1
 DROPOUT, AUGMENT, NOISE, MIX, ERASE = 0, 1, 2, 3, 4
 
@@ -45,6 +50,18 @@ def root_key(seed) -> jax.Array:
 
 def init_key(seed) -> jax.Array:
     return jax.random.fold_in(root_key(seed), INIT)
+
+
+def data_key(seed) -> jax.Array:
+    return jax.random.fold_in(root_key(seed), DATA)
+
+
+def subset_key(seed) -> jax.Array:
+    return jax.random.fold_in(data_key(seed), SUBSET)
+
+
+def labels_key(seed) -> jax.Array:
+    return jax.random.fold_in(data_key(seed), LABELS)
 
 
 def epoch_key(seed, epoch) -> jax.Array:
@@ -129,6 +146,12 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     uniform in (-1, 1)."""
     low = np.nextafter(np.float32(-1.0), np.float32(0.0))
     return np.float32(np.sqrt(2)) * jax.lax.erf_inv(uniform(key, shape, low, 1.0))
+
+
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of range(n), int32: rows ordered by random 32-bit keys,
+    ties by row number. One sort is cheaper than jax.random.permutation's repeated sorts."""
+    return stable_argsort(bits(key, (n,)))
 
 
 def stable_argsort(keys: jax.Array) -> jax.Array:

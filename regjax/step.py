@@ -116,18 +116,12 @@ def make_program(config: Config) -> tuple[Program, TrainState]:
 
 # ------------------------------------------------------------------------------ the data
 
-def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
-    """A uniformly random permutation of range(n): rows ordered by random 32-bit keys, ties
-    by row number. One sort is cheaper than jax.random.permutation's repeated sorts."""
-    return rng.stable_argsort(rng.bits(key, (n,)))
-
-
 def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Array]:
     """An epoch's batches as row indices [steps, batch] and weights [steps, batch]: a fresh
     permutation of range(n), padded to whole batches; padded slots have weight 0, so every
     row is trained on exactly once and the partial last batch keeps a fixed shape."""
     steps = math.ceil(n / batch)
-    order = shuffled_indices(key, n)
+    order = rng.permutation(key, n)
     order = jnp.concatenate([order, jnp.zeros(steps * batch - n, order.dtype)])
     weights = (jnp.arange(steps * batch) < n).astype(jnp.float32)
     return order.reshape(steps, batch), weights.reshape(steps, batch)

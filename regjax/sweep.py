@@ -11,6 +11,7 @@ from pathlib import Path
 
 from regjax.compare import (SWEEP_PLOT, check_counts, common_flags, header, report_parser,
                             run_report, train_and_report, write_report)
+from regjax.cli_common import regime_overrides
 from regjax.config import TECHNIQUES, Config, preset
 
 # What `sweep.py --technique T` varies unless --knob says otherwise.
@@ -22,7 +23,7 @@ DEFAULT_KNOB = {"l1": "l1", "l2": "l2", "dropout": "dropout",
                 "weight_ema": "ema"}
 KNOBS = ("l1", "l2", "dropout", "label_smoothing", "learning_rate", "augment_strength",
          "weight_decay", "max_norm", "gaussian_noise", "spatial_dropout", "mixup", "cutmix",
-         "random_erasing", "ema")
+         "random_erasing", "ema", "train_size", "label_noise")
 RANGES = ("rotation_range", "shift_range", "shear_range", "zoom_range")
 
 
@@ -43,9 +44,11 @@ def sweep_parser() -> argparse.ArgumentParser:
         "knobs: l1, l2, dropout, label_smoothing, learning_rate, weight_decay, max_norm, "
         "gaussian_noise, spatial_dropout, mixup, cutmix, random_erasing, ema, "
         "augment_strength (scales the preset's rotation, shift, shear and zoom ranges; "
-        "1 = the notebook's)\n\n"
-        "example:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "
-        "--seeds 3")
+        "1 = the notebook's), and the data regime's train_size (one program per value: "
+        "models trained together share their number of rows) and label_noise\n\n"
+        "examples:\n  python scripts/sweep.py --technique l2 --values 0,1e-5,1e-4,1e-3,1e-2 "
+        "--seeds 3\n  python scripts/sweep.py --technique dropout --knob label_noise "
+        "--values 0,0.2,0.4 --train-size 2000")
     p.add_argument("--technique", metavar="NAME",
                    help=f"preset to start from: {', '.join(TECHNIQUES)}")
     p.add_argument("--knob", choices=KNOBS,
@@ -67,7 +70,12 @@ def sweep_members(args, parser) -> tuple[str, list[float], list[tuple[str, Confi
         values = [float(v) for v in args.values.split(",")]
     except ValueError:
         parser.error(f"--values: expected comma-separated numbers, got {args.values!r}")
-    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    if knob == "train_size":
+        if any(v != int(v) for v in values):
+            parser.error(f"--values: train_size takes whole numbers of rows, got {args.values}")
+        values = [int(v) for v in values]
+    overrides = {**regime_overrides(args), **({} if args.epochs is None else
+                                              {"epochs": args.epochs})}
     try:
         base = preset(args.technique, **overrides)
         if knob == "augment_strength" and not base.augment:
@@ -95,9 +103,14 @@ def sweep_main(argv: list[str] | None = None) -> int:
         parser.error("--technique and --values are required (unless --merge)")
     knob, values, members = sweep_members(args, parser)
     label = f"{args.technique}: {knob} in {args.values}"
+    batches = [(label, members)]
+    if knob == "train_size":  # models trained together share their number of rows
+        batches = [(f"{args.technique}: {name}", [m for m in members if m[0] == name])
+                   for name in dict.fromkeys(name for name, _ in members)]
     return run_report(args, argv, parser, lambda dataset: train_and_report(
-        args, argv, script, [(label, members)], dataset, report, technique=args.technique,
-        knob=knob, values=values, seeds=args.seeds), script, report, [c for _, c in members])
+        args, argv, script, batches, dataset, report, technique=args.technique,
+        knob=knob, values=values, seeds=args.seeds, programs=len(batches)), script, report,
+        [c for _, c in members])
 
 
 def write_sweep(out: Path, results: dict, how: str) -> int:
@@ -116,9 +129,12 @@ def write_sweep(out: Path, results: dict, how: str) -> int:
           f"{report.pct(r['gap_mean'])} ± {report.pct(r['gap_std'])}",
           f"{r['epochs_mean']:.1f}"] if "runs" in r else
          [f"{r['value']:g}", "no run completed", "—", "—", "—"] for r in rows])
-    seconds = max(group["wall_seconds"] for group in results["groups"].values())
+    walls = [group["wall_seconds"] for group in results["groups"].values()]
     models = sum(len(runs) for runs in groups.values())
+    programs = results.get("programs", 1)
+    how_trained = (f"together in one program in {max(walls):.0f} s" if programs == 1 else
+                   f"in {programs} programs, one per value, in {sum(walls):.0f} s")
     text = (header(f"Sweep of {knob} for {results['technique']}", results, how)
             + f"\n{len(values)} values x {seeds} seeds = {models} models, trained "
-              f"together in one program in {seconds:.0f} s.\n\n" + table + "\n")
+              f"{how_trained}.\n\n" + table + "\n")
     return write_report(out, text, table, groups, (SWEEP_PLOT,))

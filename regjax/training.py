@@ -38,7 +38,7 @@ class Engine(Protocol):
     configs: list[Config]
 
     def init_state(self) -> step.TrainState: ...
-    def put(self, split: Split) -> tuple[jax.Array, jax.Array]: ...
+    def put(self, split: Split | list[Split]) -> tuple[jax.Array, jax.Array]: ...
     def compile(self, state, train, validation) -> None: ...
     def epoch(self, state, train, epoch: int, active: np.ndarray) -> tuple[object, list[dict]]: ...
     def validate(self, state, validation) -> list[dict]: ...
@@ -118,13 +118,21 @@ def check_compiled_fits(compiled: list) -> None:
                        "lower --batch-size or --hidden")
 
 
-def train_loop(engine: Engine, train: Split, validation: Split, test: Split | None, *,
+def num_rows(split: Split | list[Split]) -> int:
+    """Rows of a split, or of each model's split (models trained together have as many)."""
+    return len(split[0] if isinstance(split, list) else split)
+
+
+def train_loop(engine: Engine, train: Split | list[Split], validation: Split | list[Split],
+               test: Split | None, *,
                log: Callable[[str], None], checkpoints: Checkpoints | None, resume: bool,
                should_stop: Callable[[], bool],
                on_epoch: Callable[[list[RunRecord]], None]) -> tuple[list[RunRecord], object]:
     """Trains the engine's models; returns their records and final state (best weights
-    restored where asked)."""
-    steps = math.ceil(len(train) / engine.configs[0].batch_size)
+    restored where asked). `train` and `validation`: one split for every model, or a list
+    of one per model (under a data regime, regjax.data.model_data)."""
+    sizes = num_rows(train), num_rows(validation)
+    steps = math.ceil(sizes[0] / engine.configs[0].batch_size)
     records = [RunRecord.new(c, steps) for c in engine.configs]
     x_train, x_val = engine.put(train), engine.put(validation)
     state = engine.init_state()
@@ -134,7 +142,7 @@ def train_loop(engine: Engine, train: Split, validation: Split, test: Split | No
     epoch = 0  # epochs the loop has run (a model that stopped has run fewer)
     if resume:
         epoch, state, best, records = restore_run(checkpoints, engine.configs, state, best,
-                                                  steps, (len(train), len(validation)), log)
+                                                  steps, sizes, log)
 
     start = time.perf_counter()  # compile before the clock starts: epoch times exclude it
     engine.compile(state, x_train, x_val)
@@ -162,7 +170,7 @@ def train_loop(engine: Engine, train: Split, validation: Split, test: Split | No
                 best = engine.select(improved & keep_best, (state.params, state.batch_stats),
                                      best)
             if checkpoints is not None and any(r.status != "diverged" for r in records):
-                save_run(checkpoints, epoch, state, best, records, (len(train), len(validation)))
+                save_run(checkpoints, epoch, state, best, records, sizes)
             on_epoch(records)
     finally:
         if checkpoints is not None:
@@ -233,9 +241,15 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
     every epoch; with `resume`, training continues from the newest intact one and ends
     exactly as an uninterrupted run would. `on_epoch(history so far)` follows each epoch.
     `data_parallel` > 1 splits each batch between that many devices (the same arithmetic as
-    one device, up to the order of the sums; it pays only for large batches).
+    one device, up to the order of the sums; it pays only for large batches). `train` and
+    `validation` are the config's splits: regjax.data.model_data(config, dataset), which
+    also applies its data regime (train_size, label_noise).
     """
     config.validate()
+    rows = len(train) + (len(validation) if config.validation == "split" else 0)
+    if config.train_size and rows != config.train_size:
+        raise ValueError(f"train_size {config.train_size}, but the splits hold {rows} rows: "
+                         "pass the splits regjax.model_data(config, dataset) gives")
     engine = OneModel(config, data_parallel)
     records, state = train_loop(
         engine, train, validation, test, log=log, checkpoints=checkpoints, resume=resume,

@@ -11,8 +11,8 @@ from tests.helpers import ROOT
 
 def test_the_public_api_is_small_and_documented():
     assert set(regjax.__all__) == {"Config", "PRESETS", "TECHNIQUES", "TrainedModel",
-                                   "evaluate", "fit", "load_dataset", "load_model", "preset",
-                                   "save_model", "train_and_validation"}
+                                   "evaluate", "fit", "load_dataset", "load_model", "model_data",
+                                   "preset", "save_model", "train_and_validation"}
     text = pydoc.render_doc(regjax, renderer=pydoc.plaintext)
     for name in ("fit(", "evaluate(", "load_model(", "preset(", "class Config"):
         assert name in text, name

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import regjax
-from regjax import augment, devices, rng, step
+from regjax import augment, data, devices, rng, step
 from regjax import batched
 from regjax.batched import fit_batched, over_models, shared_structure
 from regjax.config import preset
@@ -75,10 +75,13 @@ def relative_distance(a, b):
 TOLERANCE = np.array([1e-4, 1e-3])
 
 
-def assert_batched_equal_single_runs(small, configs, vmap_width):
-    train, val, test = small
+def assert_batched_equal_single_runs(splits, configs, vmap_width):
+    """`splits`: (train, validation, test), the first two shared or one per model."""
+    train, val, test = splits
     batched = fit_batched(configs, train, val, test, vmap_width=vmap_width)
-    singles = [regjax.fit(c, train, val, test, log=quiet)[0] for c in configs]
+    own = lambda split, k: split[k] if isinstance(split, list) else split  # noqa: E731
+    singles = [regjax.fit(c, own(train, k), own(val, k), test, log=quiet)[0]
+               for k, c in enumerate(configs)]
     for k, (history, single) in enumerate(zip(batched, singles)):
         assert (history["epochs_run"], history["stopped_early"], history["best_epoch"]) == (
             single["epochs_run"], single["stopped_early"], single["best_epoch"])
@@ -108,6 +111,17 @@ def test_vmapped_models_follow_their_single_runs_too(small, vmap_width):
     # The default on a CPU trains a device's models one after another; vmapped (in pairs,
     # or all of a device's models at once) they must give the same histories.
     assert_batched_equal_single_runs(small, MIXED_KNOBS, vmap_width)
+
+
+@pytest.mark.parametrize("vmap_width", [None, 1], ids=["vmap", "one-at-a-time"])
+def test_models_with_data_of_their_own_follow_their_single_runs(fashion, small, vmap_width):
+    # A data regime gives each model its own rows and labels (its seed's subset and noise),
+    # still in one program: the data then has a model axis (regjax.batched.put).
+    configs = [preset("baseline", seed=0, epochs=2, train_size=1500, label_noise=0.3),
+               preset("baseline", seed=1, epochs=2, train_size=1500)]
+    train, val = map(list, zip(*(data.model_data(c, fashion) for c in configs)))
+    assert not np.array_equal(train[0].images, train[1].images)  # the test bites
+    assert_batched_equal_single_runs((train, val, small[2]), configs, vmap_width)
 
 
 @pytest.mark.parametrize("vmap_width", [1, 3], ids=["one-at-a-time", "vmapped"])

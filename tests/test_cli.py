@@ -46,12 +46,15 @@ def test_train_writes_history_and_a_model_that_loads_back(tmp_path, tiny_idx_dir
 def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
     out = tmp_path / "run"
     result = run("--technique", "dropout", "--l2", "1e-4", "--augment", "--epochs", 1,
-                 "--hidden", "32,16", "--data-dir", tiny_idx_dir, "--output-dir", out, "--quiet")
+                 "--hidden", "32,16", "--train-size", 250, "--label-noise", 0.1, "--batch-size", 50,
+                 "--data-dir", tiny_idx_dir, "--output-dir", out, "--quiet")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()) == 1
-    config = json.loads((out / "history.json").read_text())["config"]
-    assert (config["dropout"], config["l2"], config["augment"], config["hidden"]) == (
-        0.25, 1e-4, True, [32, 16])
+    history = json.loads((out / "history.json").read_text())
+    config = history["config"]
+    assert (config["dropout"], config["l2"], config["augment"], config["hidden"],
+            config["train_size"], config["label_noise"]) == (0.25, 1e-4, True, [32, 16], 250, 0.1)
+    assert history["steps_per_epoch"] == 4  # 250 rows drawn, the last 50 validate (300: 5)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -83,6 +86,8 @@ def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
     (["--shear-range", "-1"], "shear_range must be >= 0"),
     (["--zoom-range", "1"], "zoom range must be in [0, 1)"),
     (["--seed", "-1"], "seed must be >= 0"),
+    (["--train-size", "-5"], "train size must be a whole number of rows >= 0"),
+    (["--label-noise", "1.5"], "label noise must be in [0, 1]"),
     (["--keep-checkpoints", "0"], "--keep-checkpoints must be >= 1"),
     (["--technique"], "expected one argument"),
     (["--epochs", "3", "--bogus"], "unrecognized arguments: --bogus"),
@@ -103,6 +108,13 @@ def test_a_huge_model_is_a_one_line_error(tmp_path, tiny_idx_dir):
     result = run("--hidden", "1000000000", "--data-dir", tiny_idx_dir, "--output-dir",
                  tmp_path / "out")
     assert one_line_error(result, "lower --hidden"), result.stderr
+
+
+def test_a_train_size_beyond_the_data_is_a_one_line_error(tmp_path, tiny_idx_dir):
+    result = run("--train-size", 301, "--data-dir", tiny_idx_dir, "--output-dir",
+                 tmp_path / "out")
+    assert one_line_error(result, "--train-size 301: fashion_mnist has only 300 training rows"), \
+        result.stderr
 
 
 def test_the_commands_run_as_a_module_too():
