@@ -191,6 +191,10 @@ class ManyModels:
 
         self._train_epoch = jax.jit(sharded_epoch, donate_argnums=0)
         self._evaluate = jax.jit(sharded_evaluate)
+        self._predict = jax.jit(jax.shard_map(
+            lambda params, batch_stats, images: over_models(
+                lambda m: step.predict(program, *m, images), (params, batch_stats), vmapped),
+            mesh=self.mesh, in_specs=(P("models"), P("models"), P()), out_specs=P("models")))
 
     def init_state(self) -> step.TrainState:
         """Each model initialised from its own seed, bit for bit as a single run is: the
@@ -257,18 +261,35 @@ class ManyModels:
     def select(self, mask, new, old):
         return where(self._models(mask), new, old)
 
+    def predict(self, params, batch_stats, images) -> np.ndarray:
+        """Each model's class probabilities for shared images: [models, rows, 10]."""
+        return np.asarray(self._predict(params, batch_stats, images))
+
+
+def ensemble_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """Test loss and accuracy of an ensemble: its members' class probabilities [members,
+    rows, 10] averaged over the members, the loss the categorical cross-entropy of those
+    probabilities (clipped to [1e-7, 1 - 1e-7], as Keras' is)."""
+    mean = np.clip(probabilities.astype(np.float64).mean(axis=0), 1e-7, 1 - 1e-7)
+    return {"loss": float(-np.mean(np.log(mean[np.arange(len(labels)), labels]))),
+            "accuracy": float(np.mean(mean.argmax(axis=-1) == labels))}
+
 
 def fit_batched(configs: list[Config], train: Split | list[Split],
                 validation: Split | list[Split], test: Split | None = None, *,
                 on_epoch: Callable[[int, int], None] = lambda done, total: None,
                 vmap_width: int | None = None, checkpoints: Checkpoints | None = None,
                 resume: bool = False,
-                should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
+                should_stop: Callable[[], bool] = lambda: False,
+                ensemble: bool = False) -> list[dict]:
     """Trains every config at once; returns one history per config, as `fit` writes it.
     `on_epoch(epochs done, most epochs)` reports progress. With `checkpoints`, every model's
     state is checkpointed after every epoch; with `resume`, training continues from the
     newest intact checkpoint and ends exactly as an uninterrupted run; `should_stop()` true
-    before an epoch ends the run as "interrupted", as in `fit`. `vmap_width`: how many of a
+    before an epoch ends the run as "interrupted", as in `fit`. With `ensemble`, the
+    completed models' test predictions are averaged (their class probabilities, after EMA and
+    best weights as each model's own test metrics) and each of them records the ensemble's
+    test metrics as history["ensemble"]. `vmap_width`: how many of a
     device's models run vmapped together (default: ManyModels'). `train` and `validation`:
     one split for every model, or one per model (regjax.data.model_data of each config)."""
     n = len(configs)
@@ -280,7 +301,17 @@ def fit_batched(configs: list[Config], train: Split | list[Split],
     engine = ManyModels(configs, vmap_width)
     total = max(c.epochs for c in configs)
     done = iter(range(1, total + 1))
-    records, _ = train_loop(engine, train, validation, test, log=lambda _: None,
-                            checkpoints=checkpoints, resume=resume, should_stop=should_stop,
-                            on_epoch=lambda records: on_epoch(next(done, total), total))
-    return [r.summary() for r in records[:n]]
+    records, state = train_loop(engine, train, validation, test, log=lambda _: None,
+                                checkpoints=checkpoints, resume=resume,
+                                should_stop=should_stop,
+                                on_epoch=lambda records: on_epoch(next(done, total), total))
+    histories = [r.summary() for r in records[:n]]
+    members = [k for k, r in enumerate(records[:n]) if r.status == "completed"]
+    if ensemble and test is not None and members:
+        probabilities = engine.predict(state.params, state.batch_stats,
+                                       engine.put(test)[0])[members]
+        result = {"members": len(members), **{f"test_{k}": v for k, v in ensemble_metrics(
+            probabilities, test.labels).items()}}
+        for k in members:
+            histories[k]["ensemble"] = result
+    return histories

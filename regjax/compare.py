@@ -15,7 +15,7 @@ from pathlib import Path
 from regjax import data
 from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, fail,
                                regime_overrides, resume_command, user_errors)
-from regjax.config import TECHNIQUES, Config, preset
+from regjax.config import NOTEBOOK, TECHNIQUES, Config, preset
 
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
     "results.json", "report.md", "curves.png", "summary.png", "sweep.png", "checkpoints")
@@ -126,7 +126,7 @@ def run_report(args, argv: list[str], parser, write, script: str, report, config
 
 def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: data.Dataset,
                  quiet: bool, checkpoints: Path | None = None, resume: bool = False,
-                 should_stop=lambda: False):
+                 should_stop=lambda: False, ensemble: bool = False):
     """Trains each batch (label, [(group name, config), ...]) as one vmapped program;
     returns the runs of each group, each group's batch wall time, and whether a stop was
     asked (the batches after it are not started). With `checkpoints`, batch k is
@@ -151,7 +151,7 @@ def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: d
             histories = fit_batched(
                 configs, train, val, dataset.test, checkpoints=saved,
                 resume=resume and saved is not None and bool(saved.all_epochs()),
-                should_stop=should_stop,
+                should_stop=should_stop, ensemble=ensemble,
                 on_epoch=lambda done, total: (ran.append(done), progress.advance(1, label)))
         finally:
             if saved is not None:
@@ -188,7 +188,8 @@ def header(title: str, results: dict, how: str) -> str:
 
 
 COLUMNS = """\
-Columns: test accuracy over the seeds (mean ± sample std, and the range); the best
+Columns: test accuracy over the seeds (mean ± sample std, and the range); with --ensemble,
+the test accuracy of the seeds' averaged class probabilities (and how many seeds); the best
 validation accuracy of each run, averaged; the generalization gap, training minus validation
 accuracy at the last epoch; epochs run (early stopping ends some runs sooner); the wall time
 of the batched program that trained the setting's seeds together. The difference to baseline
@@ -211,7 +212,8 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     checkpoints = None if args.distributed else out / CHECKPOINTS
     with StopOnSignal(prog) as stop:
         groups, wall, interrupted = train_groups(mine, dataset, args.quiet, checkpoints,
-                                                 args.resume, stop)
+                                                 args.resume, stop,
+                                                 getattr(args, "ensemble", False))
     if interrupted:
         print(f"{prog}: stopped; the finished epochs are checkpointed in {checkpoints}. "
               f"Resume with:\n  {resume_command(script, argv)}", file=sys.stderr)
@@ -266,6 +268,10 @@ def compare_parser() -> argparse.ArgumentParser:
         "fashion_mnist --output-dir runs/compare")
     p.add_argument("--techniques", default="all", metavar="LIST",
                    help=f"comma-separated, or all: {', '.join(TECHNIQUES)} (default all)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="also report each technique's seeds as one ensemble: their class "
+                        "probabilities on the test split averaged (free: the seeds are "
+                        "trained together)")
     common_flags(p, "runs/compare")
     return p
 
@@ -275,6 +281,9 @@ def compare_main(argv: list[str] | None = None) -> int:
     parser = compare_parser()
     args = parser.parse_args(argv)
     check_counts(args, parser)
+    if args.ensemble and (args.shard is not None or args.distributed):
+        parser.error("--ensemble averages all of a technique's seeds, which --shard and "
+                     "--distributed split between processes: run it in one process")
     names = list(TECHNIQUES) if args.techniques == "all" else args.techniques.split(",")
     overrides = {**regime_overrides(args), **({} if args.epochs is None else
                                               {"epochs": args.epochs})}
@@ -295,13 +304,38 @@ def write_comparison(out: Path, results: dict, how: str) -> int:
 
     groups = {name: group["runs"] for name, group in results["groups"].items()}
     wall = {name: group["wall_seconds"] for name, group in results["groups"].items()}
-    rows, table = report.comparison_table(groups, wall, reference="baseline")
+    # Part 1 (the notebook's techniques) and Part 2 ranked apart, each against the baseline.
+    parts = [(title, {name: runs for name, runs in groups.items()
+                      if name in members or name == "baseline"})
+             for title, members in (("Part 1: the notebook's techniques", NOTEBOOK),
+                                    ("Part 2: the regularizers a reader meets next",
+                                     [n for n in groups if n not in NOTEBOOK]))]
+    parts = [(title, part) for title, part in parts if set(part) - {"baseline"}] or \
+        [("", groups)]
+    tables = [(title, report.comparison_table(part, wall, reference="baseline")[1])
+              for title, part in parts]
+    rows, _ = report.comparison_table(groups, wall, reference="baseline")
     report.plot_curves(groups, out / CURVES)
     report.plot_summary(rows, groups, out / SUMMARY)
     head = header("Regularization techniques compared", results, how)
-    body = (f"\n{results['seeds']} seeds per technique, ranked by mean test accuracy.\n\n"
-            + table + "\n\n" + COLUMNS)
-    return write_report(out, head + body, table, groups, (CURVES, SUMMARY))
+    text = "\n\n".join(f"## {title}\n\n{table}" if len(tables) > 1 else table
+                       for title, table in tables)
+    body = (f"\n{results['seeds']} seeds per technique{regime(results)}, ranked by mean test "
+            f"accuracy.\n\n" + text + "\n\n" + COLUMNS)
+    return write_report(out, head + body, text, groups, (CURVES, SUMMARY))
+
+
+def regime(results: dict) -> str:
+    """The data regime of a comparison's runs, as words (empty for the full, clean data)."""
+    config = next(r["config"] for g in results["groups"].values() for r in g["runs"])
+    words = []
+    if config.get("train_size"):
+        words.append(f"each on a random {config['train_size']:,} training rows of its seed "
+                     f"(before the validation split)")
+    if config.get("label_noise"):
+        words.append(f"{config['label_noise']:g} of the training labels replaced by a random "
+                     "other class")
+    return "" if not words else ", " + " and ".join(words)
 
 
 def write_report(out: Path, text: str, table: str, groups, images: tuple[str, ...]) -> int:

@@ -201,6 +201,8 @@ PRESETS: dict[str, Preset] = {
         "replaces them when training ends", "--ema"),
 }
 TECHNIQUES = tuple(PRESETS)
+# Part 1, the notebook's own techniques; the others are Part 2, the ones a reader meets next.
+NOTEBOOK = TECHNIQUES[:TECHNIQUES.index("label_smoothing") + 1]
 
 
 def preset(technique: str, **overrides) -> Config:

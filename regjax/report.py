@@ -108,8 +108,12 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
         if ref is not None:
             row["vs_reference"] = versus(groups[name], groups[reference])
         rows.append(row)
+    ensembles = {name: next((r["ensemble"] for r in completed(groups[name]) if "ensemble" in r),
+                            None) for name in ranked}
     header = ["rank", "setting", "test acc % (mean ± std)", "min–max", "best val acc %",
               "gap % (train − val)", "epochs", "wall s"]
+    if any(ensembles.values()):
+        header.insert(4, "ensemble acc %")
     if ref is not None:
         header += [f"Δ vs {reference} (pp) [95% CI]", "p (Welch)", "seeds for 80% power"]
     cells = []
@@ -120,6 +124,10 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
                 pct(r["best_val_accuracy_mean"]),
                 f"{pct(r['gap_mean'])} ± {pct(r['gap_std'])}",
                 f"{r['epochs_mean']:.1f}", f"{r['wall_seconds']:.0f}"]
+        if any(ensembles.values()):
+            e = ensembles[r["name"]]
+            r["ensemble"] = e
+            line.insert(4, "—" if e is None else f"{pct(e['test_accuracy'])} ({e['members']})")
         if ref is not None:
             line += ["—", "—", "—"] if r["name"] == reference else difference_cells(
                 r["vs_reference"])

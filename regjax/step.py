@@ -26,7 +26,7 @@ import optax
 from flax import nnx
 
 from regjax import augment, mixing, rng
-from regjax.config import KNOBS, Config
+from regjax.config import KNOBS, NUM_CLASSES, Config
 from regjax.losses import cross_entropy, mixed_one_hot, weight_penalty
 from regjax.models import make_model
 from regjax.optim import AdamState, adam_init, adam_update
@@ -229,14 +229,31 @@ def train_epoch(program: Program, state: TrainState, images, labels, epoch, knob
     return state, jax.tree.map(jnp.sum, metrics)
 
 
-def evaluate(program: Program, params, batch_stats, images, labels, knobs: Knobs) -> Metrics:
-    """Loss (with penalties and smoothing, as Keras reports val_loss) and correct counts in
-    evaluation mode, over fixed-size chunks with the remainder masked."""
-    n = labels.shape[0]
+def eval_chunks(n: int) -> tuple[jax.Array, jax.Array]:
+    """Rows 0..n-1 in chunks of EVAL_CHUNK [chunks, EVAL_CHUNK], the last one padded with
+    repeats of row n-1, and the rows' weights (0 for the padding)."""
     chunks = math.ceil(n / EVAL_CHUNK)
     rows = jnp.arange(chunks * EVAL_CHUNK)
     weights = (rows < n).astype(jnp.float32).reshape(chunks, EVAL_CHUNK)
-    rows = jnp.minimum(rows, n - 1).reshape(chunks, EVAL_CHUNK)
+    return jnp.minimum(rows, n - 1).reshape(chunks, EVAL_CHUNK), weights
+
+
+def predict(program: Program, params, batch_stats, images) -> jax.Array:
+    """The model's class probabilities (softmax) [n, 10] for uint8 images, in evaluation
+    mode, chunk by chunk."""
+    rows, _ = eval_chunks(images.shape[0])
+
+    def chunk(r):
+        model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
+        return jax.nn.softmax(model(normalize(images[r]), train=False))
+
+    return jax.lax.map(chunk, rows).reshape(-1, NUM_CLASSES)[:images.shape[0]]
+
+
+def evaluate(program: Program, params, batch_stats, images, labels, knobs: Knobs) -> Metrics:
+    """Loss (with penalties and smoothing, as Keras reports val_loss) and correct counts in
+    evaluation mode, over fixed-size chunks with the remainder masked."""
+    rows, weights = eval_chunks(labels.shape[0])
 
     def chunk(_, inputs):
         r, w = inputs

@@ -216,3 +216,29 @@ def test_the_weights_average_replaces_the_weights_when_training_ends(small):
     with_ema, without = fit_batched([preset("weight_ema", **restore),
                                      preset("baseline", **restore)], train, val, test)
     assert with_ema["test_loss"] == without["test_loss"]
+
+
+def test_the_ensemble_averages_its_members_final_predictions(small):
+    """compare.py --ensemble: the seeds' class probabilities averaged. The reference: each
+    seed trained alone, its saved model's softmax computed in numpy, averaged there. EMA
+    models: the ensemble must use the weights each member ends with (the moving average)."""
+    train, val, test = small
+    configs = [preset("weight_ema", seed=seed, epochs=2) for seed in (0, 1, 2)]
+    histories = fit_batched(configs, train, val, test, ensemble=True)
+    probabilities = []
+    for config in configs:
+        _, model = regjax.fit(config, train, val, test, log=quiet)
+        logits = np.asarray(model.module(test.images / np.float32(255), train=False), np.float64)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities.append(exp / exp.sum(axis=-1, keepdims=True))
+    mean = np.mean(probabilities, axis=0)
+    accuracy = np.mean(mean.argmax(-1) == test.labels)
+    loss = -np.mean(np.log(mean[np.arange(len(test)), test.labels]))
+    for history in histories:
+        ensemble = history["ensemble"]
+        assert ensemble["members"] == 3
+        # Rounding (see TOLERANCE) may move a borderline row of the 500.
+        assert ensemble["test_accuracy"] == pytest.approx(accuracy, abs=2e-3)
+        assert ensemble["test_loss"] == pytest.approx(loss, rel=1e-3)
+    # Averaging helps here, as ensembles do: the test bites only if it differs from members.
+    assert ensemble["test_loss"] < min(h["test_loss"] for h in histories)
