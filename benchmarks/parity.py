@@ -37,7 +37,7 @@ def stats(values: list[float]) -> tuple[float, float]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--techniques", default=",".join(TECHNIQUES), help="default: all eight")
+    p.add_argument("--techniques", default=",".join(TECHNIQUES), help="default: all of them")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     p.add_argument("--reference", default="keras-tensorflow",
                    choices=("keras-tensorflow", "keras-jax"),

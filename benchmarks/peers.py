@@ -47,7 +47,7 @@ def keras_model(technique: str):
     Part 2 techniques, the notebook's baseline with the Keras 3 feature that implements it
     (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint;
     GaussianNoise(0.1) on the inputs; SpatialDropout2D(0.2) on the CNN's pooled maps; Adam
-    with use_ema=True)."""
+    with use_ema=True; MixUp, CutMix and RandomErasing act on the batches: batch_transform)."""
     import keras
     from keras import layers, regularizers
 
@@ -89,10 +89,47 @@ def keras_model(technique: str):
     return model
 
 
-def reshuffled_batches(x, y, batch_size: int, seed: int):
+# Part 2's data-pipeline layers, applied to each training batch of images and one-hot targets,
+# as Keras 3's documentation applies them (in the input pipeline, training data only).
+BATCH_LAYERS = {
+    "mixup": lambda keras, seed: keras.layers.MixUp(alpha=0.2, seed=seed),
+    "cutmix": lambda keras, seed: keras.layers.CutMix(factor=1.0, seed=seed),
+    "random_erasing": lambda keras, seed: keras.layers.RandomErasing(
+        factor=1.0, value_range=(0, 1), seed=seed),
+}
+
+
+def batch_transform(technique: str, seed: int):
+    """(x, y) -> (x, y) through the technique's Keras layer, or None when it has none. The
+    rows are flat 784-vectors; the layer sees them as 28x28x1 images."""
+    if technique not in BATCH_LAYERS:
+        return None
+    import keras
+
+    layer = BATCH_LAYERS[technique](keras, seed)
+
+    def apply(x, y):
+        return layer({"images": keras.ops.reshape(x, (-1, 28, 28, 1)), "labels": y},
+                     training=True)
+
+    if keras.backend.backend() == "tensorflow":  # as in a tf.data map: a graph, 20x faster
+        import tensorflow as tf
+
+        apply = tf.function(apply)
+
+    def transform(x, y):
+        out = apply(x, y)
+        return (keras.ops.convert_to_numpy(out["images"]).reshape(x.shape),
+                keras.ops.convert_to_numpy(out["labels"]))
+
+    return transform
+
+
+def reshuffled_batches(x, y, batch_size: int, seed: int, transform=None):
     """x and y in batches of `batch_size`, in a fresh order every epoch, as the notebook's
     unseeded `model.fit(..., batch_size=64)` trains: epoch e's order is the permutation
     numpy draws from (seed, e), so runs are reproducible yet no two epochs see the same order.
+    `transform(x, y)`, where given, maps each batch (batch_transform).
 
     Why not `fit(x, y, shuffle=True)` after `keras.utils.set_random_seed`: Keras 3 on
     TensorFlow shuffles arrays with a random op inside a tf.data map, and once TensorFlow's
@@ -115,7 +152,7 @@ def reshuffled_batches(x, y, batch_size: int, seed: int):
         def __getitem__(self, i):
             rows = self.order[i * batch_size:(i + 1) * batch_size]
             self.served.append(rows)
-            return x[rows], y[rows]
+            return (x[rows], y[rows]) if transform is None else transform(x[rows], y[rows])
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -172,7 +209,8 @@ def run_keras(technique: str, dataset: data.Dataset, epochs: int | None, seed: i
         x, xv, xt = (a.reshape(-1, 784) for a in (x, xv, xt))
         one_hot = lambda labels: keras.utils.to_categorical(labels, 10)  # noqa: E731
         # validation_data = the rows validation_split=0.2 would take (see arrays()).
-        model.fit(reshuffled_batches(x, one_hot(y), 64, seed), epochs=epochs,
+        model.fit(reshuffled_batches(x, one_hot(y), 64, seed,
+                                     batch_transform(technique, seed)), epochs=epochs,
                   validation_data=(xv, one_hot(yv)), callbacks=callbacks, verbose=0)
         _, accuracy = model.evaluate(xt, one_hot(yt), verbose=0)
     return {"epoch_seconds": timer.seconds[:], "steps_per_epoch": -(-len(y) // 64),
