@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -61,15 +62,26 @@ class Checkpoints:
             policies.LatestN(n=keep),
             policies.BestN(get_metric_fn=lambda metrics: metrics[MONITOR], reverse=True, n=1),
         ])
+        # Each process of a distributed run keeps its own checkpoints, of its own models, in
+        # its own directory: it writes them as their only (primary) process, and no process
+        # waits for another to save.
+        me = jax.process_index()
+        alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                                   barrier_sync_key_prefix=f"process-{me}")
+        # Made here: orbax creates it only when every process shares the directory.
+        self.directory.mkdir(parents=True, exist_ok=True)
         return ocp.CheckpointManager(
             self.directory.absolute(),
+            item_handlers={"arrays": NpzHandler(),
+                           "record": ocp.JsonCheckpointHandler(multiprocessing_options=alone)},
             options=ocp.CheckpointManagerOptions(
-                preservation_policy=policy, create=True,
+                preservation_policy=policy, create=False,
                 # best_fn makes orbax write each checkpoint's metrics, which a resumed run
                 # needs to know the best one (the policy above decides what is kept).
                 best_fn=lambda metrics: metrics[MONITOR], best_mode="min",
                 cleanup_tmp_directories=True,  # the remains of a killed write
-                enable_async_checkpointing=False))  # the writer thread is async
+                enable_async_checkpointing=False,  # the writer thread is async
+                multiprocessing_options=alone))
 
     def save(self, epoch: int, arrays: Any, record: dict, val_loss: float) -> None:
         """Starts writing the checkpoint of `epoch` (1-based, = epochs completed)."""
@@ -79,7 +91,7 @@ class Checkpoints:
         self.wait()  # the previous one, and any error it met
         self._pending = self._writer.submit(
             self._manager.save, epoch, args=ocp.args.Composite(
-                arrays=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record)),
+                arrays=NpzSave(host), record=ocp.args.JsonSave(record)),
             metrics={MONITOR: val_loss})
 
     def latest_epoch(self) -> int | None:
@@ -103,14 +115,15 @@ class Checkpoints:
 
     def arrays(self, epoch: int, like: Any) -> Any:
         """The arrays of the checkpoint of `epoch`, in the structure of `like`."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self._manager.restore(
-                epoch, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(abstract)))
+                epoch, args=ocp.args.Composite(arrays=NpzRestore(like)))
         except Exception as e:
             raise CheckpointError(f"{self.directory}: the checkpoint of epoch {epoch} does "
                                   f"not fit this model ({first_line(e)})", damaged=True) from None
-        return restored.arrays
+        # Back where `like` lives (on a device, or split between devices).
+        return jax.tree.map(lambda a, l: jax.device_put(a, l.sharding) if isinstance(
+            l, jax.Array) else a, restored.arrays, like)
 
     def delete(self, epoch: int) -> None:
         self.wait()
@@ -129,6 +142,46 @@ class Checkpoints:
         self.wait()
         self._writer.shutdown()
         self._manager.close()
+
+
+class NpzHandler(ocp.CheckpointHandler):
+    """A checkpoint's arrays, a pytree of numpy arrays, as one .npz file. Orbax's own array
+    handlers write numpy arrays from process 0 only and refuse a process's own jax arrays in
+    a multi-process run, while each process of a distributed comparison keeps its own
+    models' checkpoints; orbax's manager still makes each checkpoint atomic, numbers, keeps
+    and deletes them."""
+
+    FILE = "arrays.npz"
+
+    def save(self, directory, args: "NpzSave") -> None:
+        with open(os.fspath(directory / self.FILE), "wb") as f:
+            np.savez(f, *jax.tree.leaves(args.item))
+
+    def restore(self, directory, args: "NpzRestore"):
+        """The arrays in the structure of args.like, refused unless every shape and dtype
+        matches."""
+        leaves, structure = jax.tree.flatten(args.like)
+        with np.load(os.fspath(directory / self.FILE)) as saved:
+            arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if len(arrays) != len(leaves):
+            raise ValueError(f"{len(arrays)} arrays saved, {len(leaves)} expected")
+        for saved, expected in zip(arrays, leaves):
+            if (saved.shape, saved.dtype) != (expected.shape, expected.dtype):
+                raise ValueError(f"an array of shape {saved.shape} {saved.dtype} saved, "
+                                 f"{expected.shape} {expected.dtype} expected")
+        return jax.tree.unflatten(structure, arrays)
+
+
+@ocp.args.register_with_handler(NpzHandler, for_save=True)
+@dataclasses.dataclass
+class NpzSave(ocp.args.CheckpointArgs):
+    item: Any
+
+
+@ocp.args.register_with_handler(NpzHandler, for_restore=True)
+@dataclasses.dataclass
+class NpzRestore(ocp.args.CheckpointArgs):
+    like: Any
 
 
 # ------------------------------------------------------------ what a training run stores

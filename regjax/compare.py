@@ -66,9 +66,8 @@ def check_counts(args, parser) -> None:
     args.distributed = args.distributed or args.coordinator is not None
     if sum(map(bool, (args.shard is not None, args.merge, args.distributed))) > 1:
         parser.error("--shard, --merge and --distributed exclude each other: give one")
-    if args.resume and (args.merge or args.distributed):
-        parser.error("--resume continues a run of this process (or of one --shard); a "
-                     "--merge or --distributed run starts again")
+    if args.resume and args.merge:
+        parser.error("--resume continues a run that trains; --merge trains nothing")
     explicit = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in explicit) and None in explicit:
         parser.error("--coordinator, --num-processes and --process-id go together")
@@ -111,6 +110,8 @@ def run_report(args, argv: list[str], parser, write, script: str, report, config
             lock = artifacts.prepare_output_dir(args.output_dir, resume=args.resume,
                                                 overwrite=args.overwrite,
                                                 needed_bytes=needed, owned=OUTPUTS)
+        if args.distributed:  # no process writes its checkpoints before the directory is
+            distributed.barrier("output directory prepared")  # checked (or cleared)
         if args.merge:
             results = shards.merge(args.merge, script)
             artifacts.write_json(args.output_dir / RESULTS, results)
@@ -208,8 +209,11 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     mine, numbers = shards.take(batches, args.shard)
     out = args.output_dir
     prog = Path(script).name
-    # A distributed run's processes write nothing but process 0's report.
-    checkpoints = None if args.distributed else out / CHECKPOINTS
+    # Every process of a distributed run keeps its own checkpoints (they may be on its own
+    # disk); process 0 alone writes the report.
+    checkpoints = out / CHECKPOINTS
+    if args.distributed:
+        checkpoints = checkpoints / f"process-{args.shard[0]}"
     with StopOnSignal(prog) as stop:
         groups, wall, interrupted = train_groups(mine, dataset, args.quiet, checkpoints,
                                                  args.resume, stop,
@@ -218,8 +222,8 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
         print(f"{prog}: stopped; the finished epochs are checkpointed in {checkpoints}. "
               f"Resume with:\n  {resume_command(script, argv)}", file=sys.stderr)
         return 128 + stop.signum
-    if checkpoints is not None:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # complete: nothing to resume
+    if not args.distributed:  # complete: nothing to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
     results = {"command": shlex.join(["python", script, *argv]), "dataset": dataset.name,
                "data_source": dataset.source, "code": shards.code_versions(), **extra,
                "groups": {name: {"wall_seconds": wall[name], "runs": runs}
@@ -238,10 +242,19 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
         from regjax.distributed import gather_json
 
         everyone = gather_json(share)  # a collective: every process takes part
+        # Every share has reached process 0: no checkpoint is needed any more. A process
+        # other than 0 leaves nothing behind (the directories it made, if empty).
+        shutil.rmtree(checkpoints, ignore_errors=True)
         if index:
+            for directory in (out / CHECKPOINTS, out):
+                try:
+                    directory.rmdir()
+                except OSError:  # not empty: process 0's, on a shared file system
+                    break
             print(f"process {index}/{count}: trained {len(numbers)} models; process 0 "
                   "writes the report")
             return 0
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         results = shards.merge_results(
             [(f"process {i}", r) for i, r in enumerate(everyone)], script)
         artifacts.write_json(out / RESULTS, results)

@@ -66,3 +66,10 @@ def gather_json(obj) -> list:
     padded[:payload.size] = payload
     everyone = np.asarray(multihost_utils.process_allgather(padded))
     return [json.loads(bytes(row[:size])) for row, size in zip(everyone, sizes)]
+
+
+def barrier(name: str) -> None:
+    """Returns once every process has reached the barrier `name`."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
