@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -224,7 +223,8 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
         return 128 + stop.signum
     if not args.distributed:  # complete: nothing to resume
         shutil.rmtree(checkpoints, ignore_errors=True)
-    results = {"command": shlex.join(["python", script, *argv]), "dataset": dataset.name,
+    # The command that gives these results: where they went and how they were shown left out.
+    results = {"command": shards.share_command(script, argv), "dataset": dataset.name,
                "data_source": dataset.source, "code": shards.code_versions(), **extra,
                "groups": {name: {"wall_seconds": wall[name], "runs": runs}
                           for name, runs in groups.items()}}
@@ -236,7 +236,7 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     for _, members in mine:
         for name, _ in members:
             models.setdefault(name, []).append(next(numbered))
-    share = {**results, "command": shards.share_command(script, argv), "shard": list(args.shard), "models": models}
+    share = {**results, "shard": list(args.shard), "models": models}
     index, count = args.shard
     if args.distributed:
         from regjax.distributed import gather_json

@@ -160,8 +160,14 @@ def mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def group_color(groups: dict, name: str):
-    """The same color for a group in every plot."""
-    return plt.get_cmap("tab10")(list(groups).index(name) % 10)
+    """The same color for a group in every plot: ten hues, then (groups 11 to 20, drawn
+    dashed: group_style) their light shades."""
+    i = list(groups).index(name)
+    return plt.get_cmap("tab20")((2 * i) % 20 + (i // 10) % 2)
+
+
+def group_style(groups: dict, name: str) -> str:
+    return "-" if list(groups).index(name) < 10 else "--"
 
 
 def save_figure(fig, path: Path) -> None:
@@ -179,7 +185,8 @@ def plot_curves(groups: dict[str, list[dict]], path: Path) -> None:
         for name, runs in groups.items():
             epochs, mean, std = mean_curve(runs, key)
             color = group_color(groups, name)
-            ax.plot(epochs, mean, color=color, label=name, lw=1.5)
+            ax.plot(epochs, mean, color=color, label=name, lw=1.5,
+                    ls=group_style(groups, name))
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_title(title)
         ax.grid(alpha=0.3)

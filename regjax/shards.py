@@ -20,7 +20,7 @@ from pathlib import Path
 # Flags that differ between the shares of one command (each takes a value), and how a share
 # was run (a share resumed after a stop is still a share of the same command).
 PER_SHARE = ("--shard", "--output-dir", "--process-id")
-HOW_RUN = ("--resume",)
+HOW_RUN = ("--resume", "--quiet", "--overwrite")  # how a run goes, not what it gives
 
 
 class MergeError(ValueError):
