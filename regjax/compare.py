@@ -206,6 +206,7 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     from regjax import artifacts, shards
 
     mine, numbers = shards.take(batches, args.shard)
+    data.check_regime([c for _, members in batches for _, c in members], dataset)
     out = args.output_dir
     prog = Path(script).name
     # Every process of a distributed run keeps its own checkpoints (they may be on its own

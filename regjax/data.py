@@ -184,11 +184,9 @@ def model_data(config: Config, dataset: Dataset) -> tuple[Split, Split]:
       with probability p, by one of the other nine classes, each equally likely.
 
     Without a regime the splits are train_and_validation's, whatever the seed."""
+    check_regime([config], dataset)
     pool = dataset.train
     if config.train_size:
-        if config.train_size > len(pool):
-            raise DataError(f"--train-size {config.train_size}: {dataset.name} has only "
-                            f"{len(pool)} training rows")
         rows = np.sort(np.asarray(_subset(config.seed, len(pool), config.train_size)))
         pool = Split(pool.images[rows], pool.labels[rows])
     train, validation = train_and_validation(dataclasses.replace(dataset, train=pool),
@@ -197,6 +195,14 @@ def model_data(config: Config, dataset: Dataset) -> tuple[Split, Split]:
         train = Split(train.images, noisy_labels(config.seed, train.labels,
                                                  config.label_noise))
     return train, validation
+
+
+def check_regime(configs: list[Config], dataset: Dataset) -> None:
+    """Raises DataError if a config asks for more training rows than `dataset` has."""
+    largest = max(c.train_size for c in configs)
+    if largest > len(dataset.train):
+        raise DataError(f"--train-size {largest}: {dataset.name} has only "
+                        f"{len(dataset.train)} training rows")
 
 
 def noisy_labels(seed: int, labels: np.ndarray, p: float) -> np.ndarray:
