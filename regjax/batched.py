@@ -270,7 +270,8 @@ def ensemble_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     """Test loss and accuracy of an ensemble: its members' class probabilities [members,
     rows, 10] averaged over the members, the loss the categorical cross-entropy of those
     probabilities (clipped to [1e-7, 1 - 1e-7], as Keras' is)."""
-    mean = np.clip(probabilities.astype(np.float64).mean(axis=0), 1e-7, 1 - 1e-7)
+    mean = np.clip(probabilities.astype(np.float64).mean(axis=0), step.KERAS_EPSILON,
+                   1 - step.KERAS_EPSILON)
     return {"loss": float(-np.mean(np.log(mean[np.arange(len(labels)), labels]))),
             "accuracy": float(np.mean(mean.argmax(axis=-1) == labels))}
 

@@ -122,8 +122,7 @@ class Checkpoints:
             raise CheckpointError(f"{self.directory}: the checkpoint of epoch {epoch} does "
                                   f"not fit this model ({first_line(e)})", damaged=True) from None
         # Back where `like` lives (on a device, or split between devices).
-        return jax.tree.map(lambda a, l: jax.device_put(a, l.sharding) if isinstance(
-            l, jax.Array) else a, restored.arrays, like)
+        return jax.tree.map(lambda a, l: jax.device_put(a, l.sharding), restored.arrays, like)
 
     def delete(self, epoch: int) -> None:
         self.wait()

@@ -82,9 +82,7 @@ class Config:
         if self.cutmix and self.mixup:
             problems.append("mixup and cutmix each mix a batch's rows: use one of them")
         for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "mixup",
-                     "min_delta",
-                     "rotation_range",
-                     "shift_range", "shear_range"):
+                     "min_delta", "rotation_range", "shift_range", "shear_range"):
             if not getattr(self, name) >= 0.0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing <= 1.0:

@@ -104,15 +104,18 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
                     key=lambda n: -by_group[n]["test_accuracy_mean"])
     rows = []
     for name in ranked:
-        row = {"name": name, **by_group[name], "wall_seconds": wall[name]}
+        # compare.py --ensemble: every completed run of the group records the same ensemble.
+        ensemble = next((r["ensemble"] for r in completed(groups[name]) if "ensemble" in r),
+                        None)
+        row = {"name": name, **by_group[name], "wall_seconds": wall[name],
+               "ensemble": ensemble}
         if ref is not None:
             row["vs_reference"] = versus(groups[name], groups[reference])
         rows.append(row)
-    ensembles = {name: next((r["ensemble"] for r in completed(groups[name]) if "ensemble" in r),
-                            None) for name in ranked}
+    with_ensemble = any(r["ensemble"] for r in rows)
     header = ["rank", "setting", "test acc % (mean ± std)", "min–max", "best val acc %",
               "gap % (train − val)", "epochs", "wall s"]
-    if any(ensembles.values()):
+    if with_ensemble:
         header.insert(4, "ensemble acc %")
     if ref is not None:
         header += [f"Δ vs {reference} (pp) [95% CI]", "p (Welch)", "seeds for 80% power"]
@@ -124,9 +127,8 @@ def comparison_table(groups: dict[str, list[dict]], wall: dict[str, float],
                 pct(r["best_val_accuracy_mean"]),
                 f"{pct(r['gap_mean'])} ± {pct(r['gap_std'])}",
                 f"{r['epochs_mean']:.1f}", f"{r['wall_seconds']:.0f}"]
-        if any(ensembles.values()):
-            e = ensembles[r["name"]]
-            r["ensemble"] = e
+        if with_ensemble:
+            e = r["ensemble"]
             line.insert(4, "—" if e is None else f"{pct(e['test_accuracy'])} ({e['members']})")
         if ref is not None:
             line += ["—", "—", "—"] if r["name"] == reference else difference_cells(
