@@ -91,51 +91,76 @@ class MLP(nnx.Module):
         return [layer.kernel[...] for layer in self.head.hidden]
 
 
+def pooled_patches(images: jax.Array) -> jax.Array:
+    """The 3x3 patches under each 2x2 pooling window of [B, H, W] images, as
+    [4 window corners, B*H'*W' windows, 9 taps] (H' = (H - 2) // 2, rows then columns).
+
+    Corner (di, dj) of window (i, j) is the convolution output at (2i + di, 2j + dj), whose
+    tap (ki, kj) reads pixel (2i + di + ki, 2j + dj + kj): a plain window of one of the
+    image's four polyphase components (even or odd rows, even or odd columns). Four strided
+    slices of the image, then 36 unit-stride windows of them."""
+    b, h, w = images.shape
+    ph, pw = (h - 2) // 2, (w - 2) // 2
+    phase = {(a, c): images[:, a::2, c::2] for a in (0, 1) for c in (0, 1)}
+
+    def window(r, s):
+        return phase[r % 2, s % 2][:, r // 2: r // 2 + ph, s // 2: s // 2 + pw].reshape(-1)
+
+    return jnp.stack([jnp.stack([window(di + ki, dj + kj) for ki in range(3) for kj in range(3)],
+                                axis=-1) for di in (0, 1) for dj in (0, 1)])
+
+
+@jax.custom_vjp
 def conv3x3_relu_maxpool(images: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     """relu(Conv2D 3x3 'valid' + bias) followed by MaxPooling2D 2x2 (stride 2, 'valid') on
     [B, H, W] grayscale images, as Keras computes it; returns [B, H', W', F].
 
-    Each pooling window holds four convolution outputs, one per window corner, so the
-    convolution is the kernel times a patch matrix with a block per corner, and the pool is
-    an elementwise max over the four blocks (relu and the bias commute with the max). The
-    activations are kept filter-major, [F, corner, B*H'*W'], so that neither the pool nor
-    the kernel gradient (dZ @ patches^T) needs a transposed copy of the full-size
-    activation. On CPU this is several times cheaper than lax.conv plus reduce_window and
-    their gradients."""
-    b, h, w = images.shape
-    ph, pw = (h - 2) // 2, (w - 2) // 2
-    patches = jnp.stack([  # [9 taps, 4 corners, B*ph*pw]
-        jnp.stack([images[:, di + ki: di + ki + 2 * ph: 2, dj + kj: dj + kj + 2 * pw: 2]
-                   .reshape(-1) for di in (0, 1) for dj in (0, 1)])
-        for ki in range(3) for kj in range(3)])
-    filters = kernel.shape[-1]
-    conv = (kernel.reshape(9, filters).T @ patches.reshape(9, -1)).reshape(filters, 4, -1)
-    pooled = nnx.relu(first_max(conv) + bias[:, None])  # [F, B*ph*pw]
-    return pooled.reshape(filters, b, ph, pw).transpose(1, 2, 3, 0)
+    The convolution is one product, patches [4 corners, windows, 9] @ kernel [9, F], and
+    the pool an elementwise max over the four corners (relu and the bias commute with the
+    max). Windows before filters is Keras' own layout, so Flatten needs no transposed copy
+    in either direction. The gradient is written out (below) so that it reaches only the
+    first maximal corner of each window, as TensorFlow's max pooling does (a blank image
+    region gives four tied maxima), and so that the kernel's gradient is one product over
+    all corners and windows. On CPU this is several times cheaper than lax.conv plus
+    reduce_window and their gradients."""
+    return _conv_block_fwd(images, kernel, bias)[0]
 
 
-@jax.custom_vjp
-def first_max(x: jax.Array) -> jax.Array:
-    """Max over axis 1 whose gradient goes to the first maximal entry only, as TensorFlow's
-    max pooling does: tied inputs (a blank image region) do not multiply it."""
-    return _first_max_fwd(x)[0]
-
-
-def _first_max_fwd(x):
-    best, index = x[:, 0], jnp.zeros(x[:, 0].shape, jnp.int8)
-    for k in range(1, x.shape[1]):
-        better = x[:, k] > best  # strict: ties keep the earlier entry
-        best = jnp.where(better, x[:, k], best)
+def _first_max(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The max over axis 0 and the index of its first maximal entry (int8)."""
+    best, index = z[0], jnp.zeros(z[0].shape, jnp.int8)
+    for k in range(1, z.shape[0]):
+        better = z[k] > best  # strict: ties keep the earlier entry
+        best = jnp.where(better, z[k], best)
         index = jnp.where(better, jnp.int8(k), index)
-    return best, (index, x.shape[1])
+    return best, index
 
 
-def _first_max_bwd(residuals, g):
-    index, n = residuals
-    return (jnp.stack([jnp.where(index == k, g, 0) for k in range(n)], axis=1),)
+def _conv_block_fwd(images, kernel, bias):
+    b, h, w = images.shape
+    filters = kernel.shape[-1]
+    patches = pooled_patches(images)  # [4, N, 9]
+    best, index = _first_max(patches @ kernel.reshape(9, filters))  # [N, F]
+    out = nnx.relu(best + bias)
+    return out.reshape(b, (h - 2) // 2, (w - 2) // 2, filters), (images, kernel, patches, index,
+                                                                 out)
 
 
-first_max.defvjp(_first_max_fwd, _first_max_bwd)
+def _conv_block_bwd(residuals, g):
+    images, kernel, patches, index, out = residuals
+    filters = kernel.shape[-1]
+    g = jnp.where(out > 0, g.reshape(out.shape), 0.0)  # through relu: [N, F]
+    corners = jnp.arange(patches.shape[0], dtype=index.dtype)[:, None, None]
+    g_conv = jnp.where(index == corners, g, 0.0)  # to the first maximal corner: [4, N, F]
+    g_kernel = jax.lax.dot_general(patches.reshape(-1, 9), g_conv.reshape(-1, filters),
+                                   (((0,), (0,)), ((), ())))  # [9, F]
+    # The images' gradient (unused in training, where XLA drops it): back through the patches.
+    _, patches_vjp = jax.vjp(pooled_patches, images)
+    g_images, = patches_vjp(g_conv @ kernel.reshape(9, filters).T)
+    return g_images, g_kernel.reshape(kernel.shape), jnp.sum(g, axis=0)
+
+
+conv3x3_relu_maxpool.defvjp(_conv_block_fwd, _conv_block_bwd)
 
 
 class CNN(nnx.Module):
