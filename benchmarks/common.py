@@ -55,3 +55,83 @@ def run_worker(framework: str, technique: str, args, seed: int = 0) -> dict | No
             print(f"# {framework} {technique} failed: {last}", file=sys.stderr)
             return None
         return json.loads(out.read_text())
+
+
+def machine() -> str:
+    """The CPU as the figures name it: model, whether it has AVX-512, cores."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            avx512 = "avx512f" in f.read()
+    except OSError:
+        avx512 = None
+    vector = {True: "AVX-512", False: "no AVX-512", None: "AVX-512 unknown"}[avx512]
+    return f"{cpu_model()}, {vector}, {os.cpu_count()} cores"
+
+
+def cnn_step_flops(config) -> int:
+    """Floating-point operations of the products of one training step of the notebook's CNN
+    (multiply and add counted apart): the convolution's forward product and its kernel's
+    gradient (the input gradient is never formed: the input is data), and each Dense layer's
+    forward, kernel-gradient and input-gradient products. Elementwise work (bias, ReLU, the
+    pool, the loss, Adam, the augmentation) is left out: it is memory-bound, not compute."""
+    from regjax.config import IMAGE_SHAPE, NUM_CLASSES
+    from regjax.models import CONV_FILTERS
+
+    b = config.batch_size
+    h, w = (s - 2 for s in IMAGE_SHAPE)  # the convolution's output positions
+    conv = 2 * b * h * w * 9 * CONV_FILTERS
+    sizes = ((h // 2) * (w // 2) * CONV_FILTERS, *config.hidden, NUM_CLASSES)
+    dense = sum(2 * b * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+    return 2 * conv + 3 * dense
+
+
+def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100) -> float:
+    """FLOP/s at which XLA multiplies float32 matrices of the CNN's first Dense layer's three
+    products on this machine (forward [B, in] @ [in, out], kernel gradient [in, B] @ [B, out],
+    input gradient [B, out] @ [out, in]), each jitted alone; the best of `rounds` timings of
+    `repeats` calls, the three together."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from regjax.config import IMAGE_SHAPE
+    from regjax.models import CONV_FILTERS
+
+    b, units = config.batch_size, config.hidden[0]
+    features = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
+    rs = np.random.default_rng(0)
+    x, w, g = (jax.numpy.asarray(rs.random(s, np.float32))
+               for s in ((b, features), (features, units), (b, units)))
+    products = [(jax.jit(lambda x, w: x @ w), (x, w)), (jax.jit(lambda x, g: x.T @ g), (x, g)),
+                (jax.jit(lambda g, w: g @ w.T), (g, w))]
+    seconds = 0.0
+    for f, args in products:
+        jax.block_until_ready(f(*args))
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                out = f(*args)
+            jax.block_until_ready(out)
+            best = min(best, (time.perf_counter() - start) / repeats)
+        seconds += best
+    return 3 * 2 * b * features * units / seconds
+
+
+def versions(frameworks) -> str:
+    """The installed versions of what the frameworks run on, e.g. 'jax 0.10.2, keras 3.15.1'."""
+    from importlib import metadata
+
+    import peers
+
+    names = dict.fromkeys(p for f in frameworks for p in peers.REQUIRES[f])
+    found = []
+    for name in names:
+        for dist in (name, f"{name}-cpu"):
+            try:
+                found.append(f"{name} {metadata.version(dist)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return ", ".join(found)

@@ -2,6 +2,11 @@
 """Training steps per second of each technique, validation included, as `train.py`
 measures it: the median over epochs after the first (compilation happens before).
 
+For the CNN techniques it also prints the step's compute bound on this machine: the FLOPs
+of the step's matrix products (common.cnn_step_flops) over the rate at which XLA multiplies
+matrices of the Dense layer's shapes here (common.dense_matmul_rate, measured just before
+and just after the technique's run, the faster taken), and the fraction of it achieved.
+
     python benchmarks/step_throughput.py                      # all techniques, 4 epochs each
     python benchmarks/step_throughput.py --techniques baseline,augmentation --epochs 6
 """
@@ -14,10 +19,11 @@ import statistics
 import sys
 
 import jax
+from common import cnn_step_flops, dense_matmul_rate, machine  # benchmarks/common.py
 
 from regjax import config as cfg
 from regjax import data
-from regjax.devices import cpu_model, device_name
+from regjax.devices import device_name
 from regjax.training import fit
 
 
@@ -35,13 +41,15 @@ def main(argv=None) -> int:
     dataset = data.load_dataset(args.dataset, args.data_dir)
     device = jax.devices()[0]
     print(f"# {dataset.name}, jax {jax.__version__}, {device_name()}, "
-          f"{jax.local_device_count()} device(s)")
+          f"{jax.local_device_count()} device(s)"
+          + (f"; {machine()}" if device.platform == "cpu" else ""))
     print(f"{'technique':16s} {'steps/epoch':>11s} {'steps/s':>9s} {'median epoch s':>14s} "
           f"{'compile s':>9s}")
     results = []
     for technique in args.techniques.split(","):
         config = cfg.preset(technique, epochs=args.epochs, early_stopping=False)
         train, val = data.train_and_validation(dataset, config.validation)
+        rates = [dense_matmul_rate(config)] if config.model == "cnn" else []
         history, _ = fit(config, train, val, log=lambda _: None)
         row = {"technique": technique, "steps_per_epoch": history["steps_per_epoch"],
                "steps_per_second": history["train_steps_per_second"],
@@ -51,9 +59,21 @@ def main(argv=None) -> int:
         print(f"{technique:16s} {row['steps_per_epoch']:11d} {row['steps_per_second']:9.0f} "
               f"{statistics.median(row['epoch_seconds'][1:] or row['epoch_seconds']):14.2f} "
               f"{row['compile_seconds']:9.1f}", flush=True)
+        if rates:
+            rates.append(dense_matmul_rate(config))
+            flops = cnn_step_flops(config)
+            bound = max(rates) / flops
+            row.update(step_flops=flops, matmul_flops_per_second=max(rates),
+                       bound_steps_per_second=bound,
+                       fraction_of_bound=row["steps_per_second"] / bound)
+            print(f"#   compute bound: {flops / 1e6:.0f} MFLOP of products a step at "
+                  f"{max(rates) / 1e9:.0f} GFLOP/s (XLA, the Dense layer's shapes) = "
+                  f"{bound:.0f} steps/s; achieved {row['fraction_of_bound']:.0%} of it",
+                  flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device.device_kind, "cpu": cpu_model(), "results": results}, f,
+            json.dump({"device": device.device_kind, "cpu": machine(), "jax": jax.__version__,
+                       "results": results}, f,
                       indent=2)
     return 0
 

@@ -31,14 +31,17 @@ def test_compare_frameworks_smoke(tmp_path):
         assert (framework in rows) != bool(skipped), result.stdout
     assert "regjax" in rows
     for cells in rows.values():
+        # steps/epoch, epoch s, steps/s, best, first s, peak MB; sys %; test acc; speed-ups
         assert all(re.fullmatch(NUMBER, c) for c in cells[2:8]), cells
-        assert re.fullmatch(NUMBER + "x", cells[8]), cells
-    assert rows["regjax"][8] == "1.00x"
+        assert re.fullmatch(r"\d+%", cells[8]) and re.fullmatch(NUMBER, cells[9]), cells
+        assert all(re.fullmatch(NUMBER + "x", c) for c in cells[10:12]), cells
+    assert rows["regjax"][10:12] == ["1.00x", "1.00x"]
     table = json.loads(out.read_text())["rows"]
     assert {r["framework"] for r in table} == set(rows)
     for r in table:
         assert r["steps_per_epoch"] == 8  # 600 rows less 20% validation, batch 64
         assert r["steps_per_second"] == r["steps_per_epoch"] / r["epoch_seconds"]
+        assert r["best_steps_per_second"] >= r["steps_per_second"] and 0 <= r["sys_share"] <= 1
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["peak_rss_mb"] > 0
 
 
