@@ -85,9 +85,11 @@ def warp_bilinear(images: jax.Array, matrices: jax.Array) -> jax.Array:
     flat = images.reshape(b, h * w)
     idx = jnp.concatenate([base, base + 1, base + w, base + w + 1], axis=1)
     v00, v01, v10, v11 = jnp.split(jnp.take_along_axis(flat, idx, axis=1), 4, axis=1)
-    top = v00 + fc * (v01 - v00)
-    bottom = v10 + fc * (v11 - v10)
-    return (top + fr * (bottom - top)).reshape(b, h, w)
+    # The four neighbours' weighted sum, written as a reduction: XLA then computes the warped
+    # images once, where an elementwise form got fused into, and recomputed by, each reader
+    # (the CNN's patch gather reads each pixel nine times).
+    weights = jnp.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], axis=-1)
+    return jnp.sum(jnp.stack([v00, v01, v10, v11], axis=-1) * weights, axis=-1).reshape(b, h, w)
 
 
 def random_affine(key: jax.Array, images: jax.Array, *, rotation_range: float,
