@@ -206,13 +206,15 @@ def run_keras(technique: str, dataset: data.Dataset, epochs: int | None, seed: i
                   callbacks=callbacks, verbose=0)
         _, accuracy = model.evaluate(xt, yt, verbose=0)
     else:
-        x, xv, xt = (a.reshape(-1, 784) for a in (x, xv, xt))
-        one_hot = lambda labels: keras.utils.to_categorical(labels, 10)  # noqa: E731
+        cnn = config.model == "cnn"  # spatial_dropout: images and integer labels, as above
+        x, xv, xt = (a.reshape((-1, 28, 28, 1) if cnn else (-1, 784)) for a in (x, xv, xt))
+        targets = (lambda labels: labels) if cnn else (  # noqa: E731
+            lambda labels: keras.utils.to_categorical(labels, 10))
         # validation_data = the rows validation_split=0.2 would take (see arrays()).
-        model.fit(reshuffled_batches(x, one_hot(y), 64, seed,
+        model.fit(reshuffled_batches(x, targets(y), 64, seed,
                                      batch_transform(technique, seed)), epochs=epochs,
-                  validation_data=(xv, one_hot(yv)), callbacks=callbacks, verbose=0)
-        _, accuracy = model.evaluate(xt, one_hot(yt), verbose=0)
+                  validation_data=(xv, targets(yv)), callbacks=callbacks, verbose=0)
+        _, accuracy = model.evaluate(xt, targets(yt), verbose=0)
     return {"epoch_seconds": timer.seconds[:], "steps_per_epoch": -(-len(y) // 64),
             "first_call_seconds": timer.seconds[0], "test_accuracy": float(accuracy),
             "epochs_run": len(timer.seconds)}
