@@ -75,12 +75,12 @@ def cnn_step_flops(config) -> int:
     forward, kernel-gradient and input-gradient products. Elementwise work (bias, ReLU, the
     pool, the loss, Adam, the augmentation) is left out: it is memory-bound, not compute."""
     from regjax.config import IMAGE_SHAPE, NUM_CLASSES
-    from regjax.models import CONV_FILTERS
+    from regjax.models import CNN_FEATURES, CONV_FILTERS
 
     b = config.batch_size
     h, w = (s - 2 for s in IMAGE_SHAPE)  # the convolution's output positions
     conv = 2 * b * h * w * 9 * CONV_FILTERS
-    sizes = ((h // 2) * (w // 2) * CONV_FILTERS, *config.hidden, NUM_CLASSES)
+    sizes = (CNN_FEATURES, *config.hidden, NUM_CLASSES)
     dense = sum(2 * b * i * o for i, o in zip(sizes[:-1], sizes[1:]))
     return 2 * conv + 3 * dense
 
@@ -95,11 +95,9 @@ def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100) -> float:
     import jax
     import numpy as np
 
-    from regjax.config import IMAGE_SHAPE
-    from regjax.models import CONV_FILTERS
+    from regjax.models import CNN_FEATURES as features
 
     b, units = config.batch_size, config.hidden[0]
-    features = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
     rs = np.random.default_rng(0)
     x, w, g = (jax.numpy.asarray(rs.random(s, np.float32))
                for s in ((b, features), (features, units), (b, units)))

@@ -19,6 +19,8 @@ from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 CONV_FILTERS = 32
+# The CNN's features after the 3x3 'valid' convolution and the 2x2 pooling (5408).
+CNN_FEATURES = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
 # The convolution block's branch of a step's dropout key (the hidden layers take 0, 1, ...).
 CONV_BLOCK = 2**16
 
@@ -175,8 +177,7 @@ class CNN(nnx.Module):
         self.kernel = nnx.Param(
             nnx.initializers.glorot_uniform()(rngs.params(), (3, 3, 1, CONV_FILTERS)))
         self.bias = nnx.Param(jnp.zeros((CONV_FILTERS,)))
-        pooled = ((IMAGE_SHAPE[0] - 2) // 2) * ((IMAGE_SHAPE[1] - 2) // 2) * CONV_FILTERS
-        self.head = DenseStack(pooled, config, rngs)
+        self.head = DenseStack(CNN_FEATURES, config, rngs)
         self.spatial_dropout_rate = config.spatial_dropout  # 0: no spatial dropout at all
 
     def __call__(self, images, *, train: bool, key=None, mask=None, dropout=None,
