@@ -34,23 +34,9 @@ import statistics
 import sys
 import time
 
+from common import memory_bandwidth  # benchmarks/common.py
+
 from regjax.devices import device_name, use_cpu_devices
-
-
-def bandwidth(jax, jnp) -> float:
-    """Bytes per second of an elementwise pass over 1 GiB (read + write): the median of five
-    rounds of five passes each, so that a dispatch does not count."""
-    x = jnp.ones(2**28, jnp.float32)
-    f = jax.jit(lambda a: a * 1.000001)
-    f(x).block_until_ready()
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(5):
-            y = f(x)
-        y.block_until_ready()
-        times.append((time.perf_counter() - start) / 5)
-    return 2 * x.nbytes / statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -76,7 +62,6 @@ def main(argv=None) -> int:
         counts = [1, *counts]  # the reference
     use_cpu_devices(args.devices)
     import jax
-    import jax.numpy as jnp
 
     from regjax import config as cfg
     from regjax import data
@@ -91,7 +76,7 @@ def main(argv=None) -> int:
     if args.steps:
         rows = args.steps * configs[0].batch_size
         train = data.Split(train.images[:rows], train.labels[:rows])
-    speed = bandwidth(jax, jnp)
+    speed = memory_bandwidth()
     moved = 9 * weights_bytes(configs[0]) + configs[0].batch_size * 28 * 28 * 4
     bound = speed / moved
     print(f"# {args.technique}, {args.epochs} epochs of {len(train):,} rows, {dataset.name}; "

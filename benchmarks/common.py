@@ -85,11 +85,52 @@ def cnn_step_flops(config) -> int:
     return 2 * conv + 3 * dense
 
 
-def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100) -> float:
+def cache_bytes() -> int | None:
+    """The size of the CPU's last-level cache (Linux's sysfs), None where it cannot be told."""
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((entry / "level").read_text())
+            size = (entry / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:], 1)
+        sizes.append((level, int(size.rstrip("KMG")) * scale))
+    return max(sizes)[1] if sizes else None
+
+
+def memory_bandwidth() -> float:
+    """Bytes per second of an elementwise pass over 1 GiB (read + write), far more than any
+    cache holds: the median of five rounds of five passes each, so that a dispatch does not
+    count."""
+    import statistics
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones(2**28, jnp.float32)
+    f = jax.jit(lambda a: a * 1.000001)
+    f(x).block_until_ready()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(5):
+            y = f(x)
+        y.block_until_ready()
+        times.append((time.perf_counter() - start) / 5)
+    return 2 * x.nbytes / statistics.median(times)
+
+
+def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100,
+                      from_memory: bool = False) -> float:
     """FLOP/s at which XLA multiplies float32 matrices of the CNN's first Dense layer's three
     products on this machine (forward [B, in] @ [in, out], kernel gradient [in, B] @ [B, out],
     input gradient [B, out] @ [out, in]), each jitted alone; the best of `rounds` timings of
-    `repeats` calls, the three together."""
+    `repeats` calls, the three together. With `from_memory`, each call is timed alone after
+    a pass over twice the last-level cache has evicted its operands (as happens in a training
+    step whose buffers do not fit the cache): the rate the products can reach where they
+    read their operands from main memory."""
     import time
 
     import jax
@@ -103,16 +144,29 @@ def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100) -> float:
                for s in ((b, features), (features, units), (b, units)))
     products = [(jax.jit(lambda x, w: x @ w), (x, w)), (jax.jit(lambda x, g: x.T @ g), (x, g)),
                 (jax.jit(lambda g, w: g @ w.T), (g, w))]
+    if from_memory:
+        flush = jax.numpy.zeros(2 * (cache_bytes() or 2**25) // 4, np.float32)
+        evict = jax.jit(lambda a: a + 1.0, donate_argnums=0)
+        repeats = min(repeats, 20)
     seconds = 0.0
     for f, args in products:
         jax.block_until_ready(f(*args))
         best = float("inf")
         for _ in range(rounds):
+            elapsed = 0.0
             start = time.perf_counter()
             for _ in range(repeats):
+                if from_memory:
+                    flush = jax.block_until_ready(evict(flush))
+                    start = time.perf_counter()
                 out = f(*args)
+                if from_memory:
+                    jax.block_until_ready(out)
+                    elapsed += time.perf_counter() - start
             jax.block_until_ready(out)
-            best = min(best, (time.perf_counter() - start) / repeats)
+            if not from_memory:
+                elapsed = time.perf_counter() - start
+            best = min(best, elapsed / repeats)
         seconds += best
     return 3 * 2 * b * features * units / seconds
 

@@ -6,6 +6,10 @@ For the CNN techniques it also prints the step's compute bound on this machine: 
 of the step's matrix products (common.cnn_step_flops) over the rate at which XLA multiplies
 matrices of the Dense layer's shapes here (common.dense_matmul_rate, measured just before
 and just after the technique's run, the faster taken), and the fraction of it achieved.
+Beside it, the same bound with the products reading their operands from main memory, the
+main memory's bandwidth and the last-level cache's size: where a step's buffers (the Dense
+kernel, its gradient and Adam's two moments alone are 11 MB) do not stay in the cache, the
+products run at that slower rate, and the first bound cannot be approached.
 
     python benchmarks/step_throughput.py                      # all techniques, 4 epochs each
     python benchmarks/step_throughput.py --techniques baseline,augmentation --epochs 6
@@ -19,7 +23,8 @@ import statistics
 import sys
 
 import jax
-from common import cnn_step_flops, dense_matmul_rate, machine  # benchmarks/common.py
+from common import (cache_bytes, cnn_step_flops, dense_matmul_rate,  # benchmarks/common.py
+                    machine, memory_bandwidth)
 
 from regjax import config as cfg
 from regjax import data
@@ -46,6 +51,7 @@ def main(argv=None) -> int:
     print(f"{'technique':16s} {'steps/epoch':>11s} {'steps/s':>9s} {'median epoch s':>14s} "
           f"{'compile s':>9s}")
     results = []
+    memory = None  # (bandwidth, rate from memory), measured once, for the first CNN
     for technique in args.techniques.split(","):
         config = cfg.preset(technique, epochs=args.epochs, early_stopping=False)
         train, val = data.train_and_validation(dataset, config.validation)
@@ -70,6 +76,15 @@ def main(argv=None) -> int:
                   f"{max(rates) / 1e9:.0f} GFLOP/s (XLA, the Dense layer's shapes) = "
                   f"{bound:.0f} steps/s; achieved {row['fraction_of_bound']:.0%} of it",
                   flush=True)
+            memory = memory or (memory_bandwidth(), dense_matmul_rate(config, from_memory=True))
+            cold = memory[1] / flops
+            row.update(memory_bytes_per_second=memory[0], cache_bytes=cache_bytes(),
+                       matmul_from_memory_flops_per_second=memory[1],
+                       bound_from_memory_steps_per_second=cold)
+            cache = f"{row['cache_bytes'] / 2**20:.0f} MB" if row["cache_bytes"] else "unknown"
+            print(f"#   operands from main memory ({memory[0] / 1e9:.1f} GB/s; last-level cache "
+                  f"{cache}): {memory[1] / 1e9:.0f} GFLOP/s = {cold:.0f} steps/s; achieved "
+                  f"{row['steps_per_second'] / cold:.0%} of it", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device.device_kind, "cpu": machine(), "jax": jax.__version__,
