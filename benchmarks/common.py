@@ -148,26 +148,27 @@ def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100,
         flush = jax.numpy.zeros(2 * (cache_bytes() or 2**25) // 4, np.float32)
         evict = jax.jit(lambda a: a + 1.0, donate_argnums=0)
         repeats = min(repeats, 20)
+
+    def seconds_per_call(f, args) -> float:
+        nonlocal flush
+        if not from_memory:  # back to back: the operands stay in the cache
+            start = time.perf_counter()
+            for _ in range(repeats):
+                out = f(*args)
+            jax.block_until_ready(out)
+            return (time.perf_counter() - start) / repeats
+        elapsed = 0.0
+        for _ in range(repeats):  # each call alone, after a pass that evicts its operands
+            flush = jax.block_until_ready(evict(flush))
+            start = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            elapsed += time.perf_counter() - start
+        return elapsed / repeats
+
     seconds = 0.0
     for f, args in products:
         jax.block_until_ready(f(*args))
-        best = float("inf")
-        for _ in range(rounds):
-            elapsed = 0.0
-            start = time.perf_counter()
-            for _ in range(repeats):
-                if from_memory:
-                    flush = jax.block_until_ready(evict(flush))
-                    start = time.perf_counter()
-                out = f(*args)
-                if from_memory:
-                    jax.block_until_ready(out)
-                    elapsed += time.perf_counter() - start
-            jax.block_until_ready(out)
-            if not from_memory:
-                elapsed = time.perf_counter() - start
-            best = min(best, elapsed / repeats)
-        seconds += best
+        seconds += min(seconds_per_call(f, args) for _ in range(rounds))
     return 3 * 2 * b * features * units / seconds
 
 
