@@ -34,9 +34,9 @@ import statistics
 import sys
 import time
 
-from common import memory_bandwidth  # benchmarks/common.py
+from common import device, memory_bandwidth  # benchmarks/common.py
 
-from regjax.devices import device_name, use_cpu_devices
+from regjax.devices import use_cpu_devices
 
 
 def main(argv=None) -> int:
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     moved = 9 * weights_bytes(configs[0]) + configs[0].batch_size * 28 * 28 * 4
     bound = speed / moved
     print(f"# {args.technique}, {args.epochs} epochs of {len(train):,} rows, {dataset.name}; "
-          f"jax {jax.__version__}, {device_name()}, {jax.local_device_count()} device(s); "
+          f"jax {jax.__version__}, {device()}, {jax.local_device_count()} device(s); "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"# bandwidth {speed / 1e9:,.0f} GB/s; {moved / 1e6:.2f} MB per model-step "
           f"(9 x {weights_bytes(configs[0]) / 1e6:.2f} MB of weights + the batch): bound "

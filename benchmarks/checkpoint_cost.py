@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import jax
+from common import device  # benchmarks/common.py
 
 from regjax import artifacts
 from regjax import config as cfg
 from regjax import data
 from regjax.checkpoint import Checkpoints
-from regjax.devices import device_name
 from regjax.training import fit
 
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     config = cfg.preset(args.technique, epochs=args.epochs, early_stopping=False)
     train, val = data.train_and_validation(dataset, config.validation)
     print(f"# {args.technique}, {args.epochs} epochs x {args.repeats} runs each, alternating; "
-          f"jax {jax.__version__}, {device_name()}")
+          f"jax {jax.__version__}, {device()}")
     seconds_per_epoch(config, train, val, None)  # warm-up: the first run in a process is slow
     plain, checkpointed = [], []
     for _ in range(args.repeats):

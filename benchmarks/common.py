@@ -68,6 +68,14 @@ def machine() -> str:
     return f"{cpu_model()}, {vector}, {os.cpu_count()} cores"
 
 
+def device() -> str:
+    """What runs the programs, as every figure names it: on a CPU its model, whether it has
+    AVX-512 and its cores (machine()); else the accelerator, e.g. 'gpu: NVIDIA H100'."""
+    import jax
+
+    return machine() if jax.devices()[0].platform == "cpu" else device_name()
+
+
 def cnn_step_flops(config) -> int:
     """Floating-point operations of the products of one training step of the notebook's CNN
     (multiply and add counted apart): the convolution's forward product and its kernel's

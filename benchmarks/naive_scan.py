@@ -21,11 +21,11 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+from common import device  # benchmarks/common.py
 from flax import linen as nn
 
 from regjax import data
 from regjax.config import preset
-from regjax.devices import device_name
 from regjax.training import OneModel
 
 
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             seconds["regjax"].append(ours)
     rate = {k: steps / statistics.median(v) for k, v in seconds.items()}
     print(f"# baseline MLP, batch {config.batch_size}, {dataset.name}, jax {jax.__version__}, "
-          f"{device_name()}; median of {args.epochs - 1} epochs each, validation included")
+          f"{device()}; median of {args.epochs - 1} epochs each, validation included")
     print(f"naive scanned epoch {rate['naive']:,.0f} steps/s, regjax {rate['regjax']:,.0f} "
           f"steps/s: {rate['regjax'] / rate['naive']:.2f}x")
     return 0

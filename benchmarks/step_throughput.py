@@ -24,11 +24,10 @@ import sys
 
 import jax
 from common import (cache_bytes, cnn_step_flops, dense_matmul_rate,  # benchmarks/common.py
-                    machine, memory_bandwidth)
+                    device, machine, memory_bandwidth)
 
 from regjax import config as cfg
 from regjax import data
-from regjax.devices import device_name
 from regjax.training import fit
 
 
@@ -44,10 +43,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
-    device = jax.devices()[0]
-    print(f"# {dataset.name}, jax {jax.__version__}, {device_name()}, "
-          f"{jax.local_device_count()} device(s)"
-          + (f"; {machine()}" if device.platform == "cpu" else ""))
+    print(f"# {dataset.name}, jax {jax.__version__}, {device()}, "
+          f"{jax.local_device_count()} device(s)")
     print(f"{'technique':16s} {'steps/epoch':>11s} {'steps/s':>9s} {'median epoch s':>14s} "
           f"{'compile s':>9s}")
     results = []
@@ -87,7 +84,7 @@ def main(argv=None) -> int:
                   f"{row['steps_per_second'] / cold:.0%} of it", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device.device_kind, "cpu": machine(), "jax": jax.__version__,
+            json.dump({"device": jax.devices()[0].device_kind, "cpu": machine(), "jax": jax.__version__,
                        "results": results}, f,
                       indent=2)
     return 0
