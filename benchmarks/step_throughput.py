@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     print(f"{'technique':16s} {'steps/epoch':>11s} {'steps/s':>9s} {'median epoch s':>14s} "
           f"{'compile s':>9s}")
     results = []
-    memory = None  # (bandwidth, rate from memory), measured once, for the first CNN
+    memory = None  # (bandwidth, rate from memory, cache bytes): measured once, at the first CNN
     for technique in args.techniques.split(","):
         config = cfg.preset(technique, epochs=args.epochs, early_stopping=False)
         train, val = data.train_and_validation(dataset, config.validation)
@@ -73,20 +73,20 @@ def main(argv=None) -> int:
                   f"{max(rates) / 1e9:.0f} GFLOP/s (XLA, the Dense layer's shapes) = "
                   f"{bound:.0f} steps/s; achieved {row['fraction_of_bound']:.0%} of it",
                   flush=True)
-            memory = memory or (memory_bandwidth(), dense_matmul_rate(config, from_memory=True))
+            memory = memory or (memory_bandwidth(), dense_matmul_rate(config, from_memory=True),
+                                cache_bytes())
             cold = memory[1] / flops
-            row.update(memory_bytes_per_second=memory[0], cache_bytes=cache_bytes(),
+            row.update(memory_bytes_per_second=memory[0], cache_bytes=memory[2],
                        matmul_from_memory_flops_per_second=memory[1],
                        bound_from_memory_steps_per_second=cold)
-            cache = f"{row['cache_bytes'] / 2**20:.0f} MB" if row["cache_bytes"] else "unknown"
+            cache = f"{memory[2] / 2**20:.0f} MB" if memory[2] else "unknown"
             print(f"#   operands from main memory ({memory[0] / 1e9:.1f} GB/s; last-level cache "
                   f"{cache}): {memory[1] / 1e9:.0f} GFLOP/s = {cold:.0f} steps/s; achieved "
                   f"{row['steps_per_second'] / cold:.0%} of it", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": jax.devices()[0].device_kind, "cpu": machine(), "jax": jax.__version__,
-                       "results": results}, f,
-                      indent=2)
+            json.dump({"device": jax.devices()[0].device_kind, "cpu": machine(),
+                       "jax": jax.__version__, "results": results}, f, indent=2)
     return 0
 
 
