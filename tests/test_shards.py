@@ -13,6 +13,7 @@ from regjax.compare import compare_main, train_groups
 from regjax.config import preset
 from regjax.shards import parse_shard, share_command, take
 from regjax.sweep import sweep_main
+from tests import rounding
 from tests.helpers import without_timing
 from tests.test_compare import table_rows
 
@@ -52,15 +53,18 @@ def compared(tmp_path_factory, fashion):
 
 
 def test_shares_merged_equal_the_one_process_run(compared):
-    root, whole, merged, _ = compared
+    root, whole, merged, data_dir = compared
     if jax.default_backend() == "cpu":
         assert histories(merged) == histories(whole)  # every model, bitwise, in order
     else:  # a GPU may pick other kernels for a program of fewer models: float32 rounding,
-        # carried through two epochs of Adam steps (the tolerance of tests/test_batched.py)
-        for ours, theirs in zip(jax.tree.leaves(histories(merged)),
-                                jax.tree.leaves(histories(whole))):
-            assert ours == (pytest.approx(theirs, rel=1e-3)
-                            if isinstance(theirs, float) else theirs)
+        # carried through two epochs of Adam steps, bounded as measured by tests/rounding.py
+        dataset = data.read_idx_dataset("fashion_mnist", data_dir)
+        for ours, theirs in zip(merged["groups"]["dropout"]["runs"],
+                                whole["groups"]["dropout"]["runs"]):
+            config = preset("dropout", seed=theirs["config"]["seed"], epochs=2)
+            perturbed, _ = rounding.perturbed_fit(config, *data.model_data(config, dataset),
+                                                  dataset.test)
+            rounding.assert_follows(ours, theirs, perturbed, len(dataset.test))
     same = lambda table: {k: v[:6] for k, v in table.items()}  # noqa: E731 (not wall time)
     assert same(table_rows((root / "merged" / "report.md").read_text())) == \
         same(table_rows((root / "whole" / "report.md").read_text()))

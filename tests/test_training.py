@@ -16,6 +16,7 @@ from regjax import data
 from regjax.artifacts import named_arrays
 from regjax.devices import OutOfMemory
 from regjax.models import make_model
+from tests import rounding
 from tests.helpers import one_line_error, quiet, script, without_timing
 from tests.keras_oracle import keras_stop_epoch
 
@@ -163,18 +164,21 @@ def test_an_epoch_too_large_for_memory_is_a_clear_error(small, monkeypatch):
 def test_data_parallel_training_on_4_devices_follows_one_device(tmp_path, tiny_idx_dir):
     """train.py --devices 4 (4 XLA CPU devices, each batch split between them, batch-norm
     statistics and gradients summed across devices) against one device, with batch norm:
-    the same arithmetic summed in another order, so every reported number agrees to float32
-    rounding carried through a few Adam steps (measured ~1e-7 relative; 1e-5 allowed)."""
+    the same arithmetic summed in another order. The first steps agree to float32 rounding;
+    how far Adam carries that apart over two epochs is measured here, from the one-device
+    run trained again from weights nudged by one ulp (tests/rounding.py); the guard: another
+    seed's run is further away than that bound by far."""
     result = script("train", "--technique", "batchnorm", "--epochs", 2, "--devices", 4,
                     "--data-dir", tiny_idx_dir, "--output-dir", tmp_path / "d4", "--quiet")
     assert result.returncode == 0, result.stderr
     four = json.loads((tmp_path / "d4" / "history.json").read_text())
     dataset = data.read_idx_dataset("tiny", tiny_idx_dir)
     config = cfg.preset("batchnorm", epochs=2)
-    one, _ = regjax.fit(config, *data.train_and_validation(dataset, config.validation),
-                        dataset.test, log=quiet)
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose(four[key], one[key], rtol=1e-5, err_msg=key)
-    assert four["test_loss"] == pytest.approx(one["test_loss"], rel=1e-5)
+    splits = (*data.train_and_validation(dataset, config.validation), dataset.test)
+    one, _ = regjax.fit(config, *splits, log=quiet)
+    perturbed, _ = rounding.perturbed_fit(config, *splits)
+    allowed = rounding.assert_follows(four, one, perturbed, len(dataset.test))
+    other, _ = regjax.fit(dataclasses.replace(config, seed=1), *splits, log=quiet)
+    rounding.assert_separated(one, allowed, [other])
     bad = script("train", "--devices", 3, "--data-dir", tiny_idx_dir)
     assert one_line_error(bad, "--devices must be >= 1 and divide --batch-size (64), got 3")
