@@ -88,9 +88,10 @@ class Metrics(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """What a compiled program is built for: the model's graph and the config whose
-    structure it has. The config's knob values only decide which terms exist (a dropout
-    rate or penalty above zero adds that layer or term); the values used come from Knobs.
+    """What a compiled program is built for: the model's graph and the structure of the
+    config (Config.structure: which layers and loss terms exist, the batch size; the knob
+    values, the seed and the host-side settings do not enter it, so runs that differ only
+    in those share one trace and one compiled program). The values used come from Knobs.
     With `batch_sharding` (data parallelism), each training batch is split along its rows
     between devices; the arithmetic stays that of the whole batch (XLA sums the gradients
     and the batch-norm statistics across devices)."""
@@ -101,17 +102,19 @@ class Program:
 
 
 def program_of(config: Config) -> Program:
-    """The program for `config` alone, without initialising any weights (from shapes)."""
-    model = nnx.eval_shape(lambda: make_model(config))
-    return Program(config, nnx.split(model, nnx.Param, nnx.BatchStat)[0])
+    """The program for `config` and every config of its structure, without initialising any
+    weights (from shapes)."""
+    structure = config.structure()
+    model = nnx.eval_shape(lambda: make_model(structure))
+    return Program(structure, nnx.split(model, nnx.Param, nnx.BatchStat)[0])
 
 
 def make_program(config: Config) -> tuple[Program, TrainState]:
     """The program for `config` and the initial state of its model (weights drawn from the
     init branch of config.seed's key tree, Adam's moments zero)."""
-    graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
-    return Program(config, graphdef), TrainState(params, batch_stats,
-                                                 adam_init(params, ema=bool(config.ema)))
+    _, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
+    return program_of(config), TrainState(params, batch_stats,
+                                          adam_init(params, ema=bool(config.ema)))
 
 
 # ------------------------------------------------------------------------------ the data
