@@ -16,6 +16,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from regjax.config import Config
-from regjax.models import TrainedModel, make_model, weights_bytes
+from regjax.models import TrainedModel, make_model, state_copies, weights_bytes
 
 CONFIG_KEY = "__config__"
 _UMASK = os.umask(0o022)
@@ -38,21 +39,23 @@ class OutputDirError(Exception):
 
 
 def run_bytes(config: Config, keep_checkpoints: int) -> int:
-    """About how much disk a run needs: its checkpoints (parameters, statistics and Adam's
-    two moments; twice with the best weights; `keep_checkpoints` plus the best plus one being
-    written) and the final model."""
+    """About how much disk a run needs: its checkpoints (every copy of the weights its state
+    holds, models.state_copies; `keep_checkpoints` plus the best plus one being written) and
+    the final model."""
     weights = weights_bytes(config)
-    per_checkpoint = weights * (3 + (config.early_stopping and config.restore_best_weights))
+    per_checkpoint = weights * state_copies(config)
     return per_checkpoint * (keep_checkpoints + 2) + weights
 
 
 class DirectoryLock:
     """An exclusive lock on an output directory, held while a run uses it, so two runs never
     mix their files there. The kernel releases it when the process ends, however it ends
-    (SIGKILL included); the lock file names the holder."""
+    (SIGKILL included); the lock file names the holder. A directory the run created and
+    left holding nothing but the lock (it failed before writing anything) is removed on
+    release, while the lock is still held."""
 
-    def __init__(self, directory: Path):
-        self.path = directory / LOCK
+    def __init__(self, directory: Path, created: bool = False):
+        self.directory, self.path, self.created = directory, directory / LOCK, created
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,13 +65,29 @@ class DirectoryLock:
             raise OutputDirError(f"output directory {directory} is in use by another run "
                                  f"({holder}); wait for it to end or choose another "
                                  "--output-dir") from None
+        except OSError as e:  # e.g. a network file system without locks
+            os.close(self._fd)
+            raise OutputDirError(f"cannot lock output directory {directory} ({e.strerror or e}:"
+                                 " its file system does not support locks); choose an "
+                                 "--output-dir on a local disk") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"pid {os.getpid()}: {shlex.join(sys.argv)}".encode())
 
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
+    def release(self, remove: bool = False) -> None:
+        """Releases the lock; with `remove` (a run that failed in a directory it created),
+        deletes the directory first, whatever it holds."""
+        if self._fd is None:
+            return
+        try:
+            if remove and self.created:
+                shutil.rmtree(self.directory, ignore_errors=True)
+            elif self.created and [p.name for p in self.directory.iterdir()] == [LOCK]:
+                self.path.unlink()
+                self.directory.rmdir()
+        except OSError:
+            pass  # left in place; the lock goes with the descriptor all the same
+        os.close(self._fd)  # closing the descriptor releases the lock
+        self._fd = None
 
 
 def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int,
@@ -80,28 +99,38 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
     the run resumes from its checkpoints or is told to overwrite (which deletes only the
     files this kind of run writes, `owned`: for train.py history.json, model.npz, curves.png
     and checkpoints/). The directory must be writable and have `needed_bytes` free. A run
-    whose `owned` lacks checkpoints/ cannot resume."""
+    whose `owned` lacks checkpoints/ cannot resume. Every check of what the directory holds
+    is made under the lock, so no other run can change it in between."""
     can_resume = CHECKPOINTS in owned
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"output directory {path} exists and is not a directory")
     if resume and overwrite:
         raise OutputDirError("--resume and --overwrite contradict each other; choose one")
-    if resume and not (path / CHECKPOINTS).is_dir():
-        raise OutputDirError(f"nothing to resume in {path}: it has no {CHECKPOINTS}/ "
-                             "directory; run without --resume to start a new run")
+    if resume and not path.is_dir():
+        raise OutputDirError(f"nothing to resume in {path}: it does not exist; run without "
+                             "--resume to start a new run")
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        lock = DirectoryLock(path)
     except OSError as e:
         raise OutputDirError(f"cannot write to output directory {path}: "
                              f"{e.strerror or e}") from None
     try:
-        check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume)
-    except BaseException:
-        lock.release()
+        lock = DirectoryLock(path, created)
+    except OutputDirError:
         if created:
             shutil.rmtree(path, ignore_errors=True)
+        raise
+    except OSError as e:
+        raise OutputDirError(f"cannot write to output directory {path}: "
+                             f"{e.strerror or e}") from None
+    try:
+        if resume and not (path / CHECKPOINTS).is_dir():
+            raise OutputDirError(f"nothing to resume in {path}: it has no {CHECKPOINTS}/ "
+                                 "directory; run without --resume to start a new run")
+        check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume)
+    except BaseException:
+        lock.release(remove=True)
         raise
     return lock
 
@@ -148,6 +177,16 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)  # the rename itself survives a power cut
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Flushes a directory's entries (a rename into it, a new file) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -178,17 +217,31 @@ def save_model(path: str | os.PathLike, model: TrainedModel) -> None:
 
 
 def load_model(path: str | os.PathLike) -> TrainedModel:
-    """The model a run saved (its config and weights), from a file written by save_model."""
-    with np.load(path, allow_pickle=False) as archive:
-        stored = {k: archive[k] for k in archive.files}
-    if CONFIG_KEY not in stored:
+    """The model a run saved (its config and weights), from a file written by save_model;
+    raises ValueError naming the file if it is not one (truncated, another format, a config
+    regjax cannot use, arrays that do not fit that config)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {k: archive[k] for k in archive.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a model file written by regjax (a .npz archive; "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                         ) from None
+    if not isinstance(stored, dict) or CONFIG_KEY not in stored:
         raise ValueError(f"{path}: not a regjax model file (no config inside)")
-    config = Config.from_dict(json.loads(str(stored.pop(CONFIG_KEY))))
+    try:
+        config = Config.from_dict(json.loads(str(stored.pop(CONFIG_KEY)))).validate()
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: its config cannot be used ({type(e).__name__}: {e})") from None
     graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
     expected = _flat(params, batch_stats)
     if {_name(k) for k in expected} != set(stored) or any(
-            v.shape != stored[_name(k)].shape for k, v in expected.items()):
-        raise ValueError(f"{path}: its arrays do not match the model its config describes")
+            (v.shape, v.dtype) != (stored[_name(k)].shape, stored[_name(k)].dtype)
+            for k, v in expected.items()):
+        raise ValueError(f"{path}: its arrays (names, shapes or dtypes) do not match the model "
+                         "its config describes")
     tree = traverse_util.unflatten_dict({k: jnp.asarray(stored[_name(k)]) for k in expected})
     nnx.replace_by_pure_dict(params, tree["params"])
     nnx.replace_by_pure_dict(batch_stats, tree.get("batch_stats", {}))  # none without BN

@@ -26,16 +26,21 @@ class AffineParams(NamedTuple):
 def sample_affine_params(key: jax.Array, n: int, height: int, width: int, *,
                          rotation_range: float, shift_range: float, shear_range: float,
                          zoom_range: float) -> AffineParams:
-    """Draws n parameter sets as ImageDataGenerator.get_random_transform does."""
+    """Draws n parameter sets as ImageDataGenerator.get_random_transform does. As there, a
+    shift_range under 1 is a fraction of the height and width, one of 1 or more a number of
+    pixels (it may be traced: one range per model)."""
     k = jax.random.split(key, 6)
 
     def uniform(key, low, high):
         return rng.uniform(key, (n,), low, high)
 
+    def pixels(size):
+        return jnp.where(shift_range < 1, size, 1)
+
     return AffineParams(
         theta=uniform(k[0], -rotation_range, rotation_range),
-        tx=uniform(k[1], -shift_range, shift_range) * height,
-        ty=uniform(k[2], -shift_range, shift_range) * width,
+        tx=uniform(k[1], -shift_range, shift_range) * pixels(height),
+        ty=uniform(k[2], -shift_range, shift_range) * pixels(width),
         shear=uniform(k[3], -shear_range, shear_range),
         zx=uniform(k[4], 1 - zoom_range, 1 + zoom_range),
         zy=uniform(k[5], 1 - zoom_range, 1 + zoom_range),

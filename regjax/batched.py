@@ -284,7 +284,8 @@ def fit_batched(configs: list[Config], train: Split | list[Split],
                 should_stop: Callable[[], bool] = lambda: False,
                 ensemble: bool = False) -> list[dict]:
     """Trains every config at once; returns one history per config, as `fit` writes it.
-    `on_epoch(epochs done, most epochs)` reports progress. With `checkpoints`, every model's
+    `on_epoch(epochs done, most epochs)` reports progress (on resume, first the epochs the
+    checkpoint holds). With `checkpoints`, every model's
     state is checkpointed after every epoch; with `resume`, training continues from the
     newest intact checkpoint and ends exactly as an uninterrupted run; `should_stop()` true
     before an epoch ends the run as "interrupted", as in `fit`. With `ensemble`, the
@@ -301,11 +302,12 @@ def fit_batched(configs: list[Config], train: Split | list[Split],
         train, validation = (pad(s) if isinstance(s, list) else s for s in (train, validation))
     engine = ManyModels(configs, vmap_width)
     total = max(c.epochs for c in configs)
-    done = iter(range(1, total + 1))
-    records, state = train_loop(engine, train, validation, test, log=lambda _: None,
-                                checkpoints=checkpoints, resume=resume,
-                                should_stop=should_stop,
-                                on_epoch=lambda records: on_epoch(next(done, total), total))
+    # The loop's epoch is the most any model has run (one that trains runs every epoch; on
+    # resume, the first call says where the checkpoint stands).
+    records, state = train_loop(
+        engine, train, validation, test, log=lambda _: None, checkpoints=checkpoints,
+        resume=resume, should_stop=should_stop,
+        on_epoch=lambda records: on_epoch(max(r.epochs_run for r in records), total))
     histories = [r.summary() for r in records[:n]]
     members = [k for k, r in enumerate(records[:n]) if r.status == "completed"]
     if ensemble and test is not None and members:

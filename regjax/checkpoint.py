@@ -29,6 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from regjax.artifacts import fsync_directory
 from regjax.config import Config
 from regjax.history import RunRecord
 
@@ -89,10 +90,17 @@ class Checkpoints:
         # while this is written.
         host, record = jax.tree.map(np.array, arrays), copy.deepcopy(record)
         self.wait()  # the previous one, and any error it met
-        self._pending = self._writer.submit(
-            self._manager.save, epoch, args=ocp.args.Composite(
-                arrays=NpzSave(host), record=ocp.args.JsonSave(record)),
+        self._pending = self._writer.submit(self._write, epoch, host, record, val_loss)
+
+    def _write(self, epoch: int, arrays, record: dict, val_loss: float) -> None:
+        self._manager.save(epoch, args=ocp.args.Composite(
+            arrays=NpzSave(arrays), record=ocp.args.JsonSave(record)),
             metrics={MONITOR: val_loss})
+        # Orbax has renamed the finished checkpoint into place: make the rename durable
+        # (the arrays' file was flushed as it was written), so that a power cut cannot undo
+        # a checkpoint that counts as written.
+        for directory in (self.directory / str(epoch), self.directory):
+            fsync_directory(directory)
 
     def latest_epoch(self) -> int | None:
         self.wait()
@@ -155,6 +163,8 @@ class NpzHandler(ocp.CheckpointHandler):
     def save(self, directory, args: "NpzSave") -> None:
         with open(os.fspath(directory / self.FILE), "wb") as f:
             np.savez(f, *jax.tree.leaves(args.item))
+            f.flush()
+            os.fsync(f.fileno())
 
     def restore(self, directory, args: "NpzRestore"):
         """The arrays in the structure of args.like, refused unless every shape and dtype
@@ -186,22 +196,25 @@ class NpzRestore(ocp.args.CheckpointArgs):
 # ------------------------------------------------------------ what a training run stores
 
 def save_run(checkpoints: Checkpoints, epoch: int, state, best, records: list[RunRecord],
-         rows: tuple[int, int]) -> None:
+             rows: tuple[int, int], data: str) -> None:
+    """Starts writing the checkpoint of `epoch`: the arrays, and a record of the configs,
+    the histories, the number of rows and `data`, the digest of those rows
+    (regjax.training.fingerprint)."""
     arrays = {"state": state, **({"best": best} if best is not None else {})}
     val_losses = [r.epochs["val_loss"][-1] for r in records if r.epochs_run]
     checkpoints.save(epoch, arrays, {
         "epoch": epoch, "configs": [r.config.to_dict() for r in records],
         "records": [r.checkpoint() for r in records], "arrays": sorted(arrays),
-        "train_rows": rows[0], "validation_rows": rows[1],
+        "train_rows": rows[0], "validation_rows": rows[1], "data": data,
     }, float(np.mean(val_losses)) if val_losses else math.inf)
 
 
 def restore_run(checkpoints: Checkpoints, configs: list[Config], state, best, steps: int,
-            rows: tuple[int, int], log):
+                rows: tuple[int, int], log, data: str):
     """The newest intact checkpoint's (epoch, state, best, records) of a run of `configs`
     (`state` and `best` give the arrays' structure), after checking that it belongs to these
-    configs and data. Damaged newer checkpoints are reported and removed
-    (the epochs they held are trained again, with the same result)."""
+    configs and data (`data`: the digest save_run recorded). Damaged newer checkpoints are
+    reported and removed (the epochs they held are trained again, with the same result)."""
     epochs = sorted(checkpoints.all_epochs(), reverse=True)
     if not epochs:
         raise CheckpointError(f"{checkpoints.directory}: no complete checkpoint to resume from")
@@ -209,7 +222,7 @@ def restore_run(checkpoints: Checkpoints, configs: list[Config], state, best, st
     for n, epoch in enumerate(epochs):
         try:
             record = checkpoints.record(epoch)
-            check_same_run(checkpoints, record, configs, rows)
+            check_same_run(checkpoints, record, configs, rows, data)
             arrays = checkpoints.arrays(epoch, like)
             break
         except CheckpointError as e:
@@ -226,7 +239,7 @@ def restore_run(checkpoints: Checkpoints, configs: list[Config], state, best, st
 
 
 def check_same_run(checkpoints: Checkpoints, record: dict, configs: list[Config],
-                   rows: tuple[int, int]) -> None:
+                   rows: tuple[int, int], data: str) -> None:
     saved = [Config.from_dict(c) for c in record["configs"]]
     if saved != configs:
         if len(saved) != len(configs):
@@ -244,6 +257,11 @@ def check_same_run(checkpoints: Checkpoints, record: dict, configs: list[Config]
             f"{checkpoints.directory}: the checkpoint was trained on {record['train_rows']:,} "
             f"training and {record['validation_rows']:,} validation rows, not {rows[0]:,} and "
             f"{rows[1]:,}; resume with the same dataset")
+    if record.get("data") != data:
+        raise CheckpointError(
+            f"{checkpoints.directory}: the checkpoint was trained on other data (rows with "
+            f"digest {record.get('data')}, these have {data}); resume with the same --dataset "
+            "and --data-dir")
 
 
 def first_line(error: Exception) -> str:

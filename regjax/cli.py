@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, fail,
-                               resume_command, user_errors)
+from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, directory, fail,
+                               resume_command, stopped_message, user_errors)
 from regjax.config import PRESETS, TECHNIQUES, Config, preset
 
 DEFAULTS = Config()
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--technique", default="baseline", metavar="NAME",
                    help=f"preset to start from: {', '.join(TECHNIQUES)} (default: baseline)")
     add_data_flags(p)
-    p.add_argument("--output-dir", type=Path, metavar="DIR",
+    p.add_argument("--output-dir", type=directory, metavar="DIR",
                    help="where history.json, curves.png, model.npz and checkpoints/ go "
                         "(default: runs/<technique>); must be empty or absent unless "
                         "--resume or --overwrite")
@@ -187,10 +187,24 @@ def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
                         "CNN; default 1")
 
 
+# Flags that only act through a switch: given without it, they would be silently ignored.
+NEEDS = {"augment": ("rotation_range", "shift_range", "shear_range", "zoom_range"),
+         "early_stopping": ("patience", "min_delta", "restore_best_weights")}
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
+    """The config the flags ask for; raises ValueError naming a bad value, or a flag that
+    would have no effect."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
-    return preset(args.technique, **overrides)
+    config = preset(args.technique, **overrides)
+    for switch, names in NEEDS.items():
+        given = [name for name in names if name in overrides]
+        if given and not getattr(config, switch):
+            flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+            raise ValueError(f"{flag(given[0])} has no effect without {flag(switch)} "
+                             f"(technique {args.technique!r} does not turn it on)")
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,9 +294,8 @@ def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
 
     done = history["epochs_run"]
     if history["status"] == "interrupted":
-        print(f"{PROG}: stopped after epoch {done} of {config.epochs}; checkpoint and "
-              f"history in {output_dir}. Resume with:\n  {resume_command('scripts/train.py', argv)}",
-              file=sys.stderr)
+        print(stopped_message(PROG, output_dir / artifacts.CHECKPOINTS,
+                              resume_command("scripts/train.py", argv)), file=sys.stderr)
         return 128 + stop.signum
     if history["status"] == "diverged":
         last = f"the checkpoint of epoch {done} in {output_dir / artifacts.CHECKPOINTS}" \

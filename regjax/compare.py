@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, fail,
-                               regime_overrides, resume_command, user_errors)
+from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, directory, fail,
+                               regime_overrides, resume_command, stopped_message, user_errors)
 from regjax.config import NOTEBOOK, TECHNIQUES, Config, preset
 
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
@@ -28,7 +28,7 @@ def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
                    help="seeds per setting, 0..N-1 (default 5)")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="override every preset's epochs (e.g. 2 for a quick look)")
-    p.add_argument("--output-dir", type=Path, default=Path(default_output), metavar="DIR",
+    p.add_argument("--output-dir", type=directory, default=Path(default_output), metavar="DIR",
                    help=f"where {', '.join(OUTPUTS[:-1])} go (default {default_output}); "
                         "must be empty or absent unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
@@ -41,7 +41,7 @@ def common_flags(p: argparse.ArgumentParser, default_output: str) -> None:
                    help="train only share I of N of the models (0 <= I < N; models I, I+N, "
                         "I+2N, ...) and write their results.json, for running a command on "
                         "several machines; then --merge the shares' directories")
-    p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+    p.add_argument("--merge", nargs="+", type=directory, metavar="DIR",
                    help="write the report from the results.json of every share of one "
                         "command (trains nothing; the other flags come from the shares)")
     p.add_argument("--distributed", action="store_true",
@@ -103,18 +103,25 @@ def run_report(args, argv: list[str], parser, write, script: str, report, config
         if args.distributed:  # this process trains its share; process 0 reports
             args.shard = distributed.initialize(args.coordinator, args.num_processes,
                                                 args.process_id, args.timeout)
+        merged = None
+        if args.merge:  # every share read and checked before the output directory is touched
+            if any(Path(d).resolve() == args.output_dir.resolve() for d in args.merge):
+                raise shards.MergeError(f"--output-dir {args.output_dir} is one of the shares "
+                                        "being merged: write the report to another directory")
+            merged = shards.merge(args.merge, script)
         if not args.distributed or args.shard[0] == 0:
-            # Every batch's checkpoints stay until the report is written.
-            needed = 10_000_000 + sum(artifacts.run_bytes(c, KEEP) for c in configs)
+            # Every batch's checkpoints stay until the report is written (a merge trains
+            # nothing and writes no checkpoint).
+            needed = 10_000_000 + (0 if args.merge else
+                                   sum(artifacts.run_bytes(c, KEEP) for c in configs))
             lock = artifacts.prepare_output_dir(args.output_dir, resume=args.resume,
                                                 overwrite=args.overwrite,
                                                 needed_bytes=needed, owned=OUTPUTS)
         if args.distributed:  # no process writes its checkpoints before the directory is
             distributed.barrier("output directory prepared")  # checked (or cleared)
-        if args.merge:
-            results = shards.merge(args.merge, script)
-            artifacts.write_json(args.output_dir / RESULTS, results)
-            return report(results, shards.describe(results["code"], len(args.merge)))
+        if merged is not None:
+            artifacts.write_json(args.output_dir / RESULTS, merged)
+            return report(merged, shards.describe(merged["code"], len(args.merge)))
         dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
         return write(dataset)
     except (*errors, shards.MergeError, distributed.DistributedError) as e:
@@ -146,18 +153,23 @@ def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: d
         train, val = map(list, zip(*(data.model_data(c, dataset) for c in configs)))
         saved = None if checkpoints is None else Checkpoints(checkpoints / f"batch-{k}",
                                                              keep=KEEP)
-        start, ran = time.perf_counter(), []
+        start, shown = time.perf_counter(), [0]  # epochs of this batch shown as done
+
+        def advance(done, total, label=label, shown=shown):
+            progress.advance(done - shown[0], label)
+            shown[0] = done
+
         try:
             histories = fit_batched(
                 configs, train, val, dataset.test, checkpoints=saved,
                 resume=resume and saved is not None and bool(saved.all_epochs()),
-                should_stop=should_stop, ensemble=ensemble,
-                on_epoch=lambda done, total: (ran.append(done), progress.advance(1, label)))
+                should_stop=should_stop, ensemble=ensemble, on_epoch=advance)
         finally:
             if saved is not None:
                 saved.close()
         # Early stopping may end the batch before its last epoch: count those as done.
-        progress.advance(max(c.epochs for c in configs) - len(ran), label)
+        if not any(h["status"] == "interrupted" for h in histories):
+            advance(max(c.epochs for c in configs), None)
         seconds = time.perf_counter() - start
         for (name, config), history in zip(members, histories):
             groups.setdefault(name, []).append(history)
@@ -203,7 +215,7 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
                      report, **extra) -> int:
     """Trains `batches` (or --shard's share of them), writes results.json, then (unless a
     share) report(results, how)."""
-    from regjax import artifacts, shards
+    from regjax import artifacts, distributed, shards
 
     mine, numbers = shards.take(batches, args.shard)
     data.check_regime([c for _, members in batches for _, c in members], dataset)
@@ -219,19 +231,18 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
                                                  args.resume, stop,
                                                  getattr(args, "ensemble", False))
     if interrupted:
-        print(f"{prog}: stopped; the finished epochs are checkpointed in {checkpoints}. "
-              f"Resume with:\n  {resume_command(script, argv)}", file=sys.stderr)
+        print(stopped_message(prog, checkpoints, resume_command(script, argv)), file=sys.stderr)
         return 128 + stop.signum
-    if not args.distributed:  # complete: nothing to resume
-        shutil.rmtree(checkpoints, ignore_errors=True)
     # The command that gives these results: where they went and how they were shown left out.
     results = {"command": shards.share_command(script, argv), "dataset": dataset.name,
                "data_source": dataset.source, "code": shards.code_versions(), **extra,
                "groups": {name: {"wall_seconds": wall[name], "runs": runs}
                           for name, runs in groups.items()}}
-    if args.shard is None:
+    if args.shard is None:  # written, then the checkpoints go: a crash between loses nothing
         artifacts.write_json(out / RESULTS, results)
-        return report(results, this_machine())
+        code = report(results, this_machine())
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return code
     numbered = iter(numbers)
     models: dict[str, list[int]] = {}
     for _, members in mine:
@@ -243,10 +254,12 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
         from regjax.distributed import gather_json
 
         everyone = gather_json(share)  # a collective: every process takes part
-        # Every share has reached process 0: no checkpoint is needed any more. A process
-        # other than 0 leaves nothing behind (the directories it made, if empty).
-        shutil.rmtree(checkpoints, ignore_errors=True)
         if index:
+            # Its share has reached process 0, which holds it in memory until the report is
+            # written; were process 0 to fail before that, this process's checkpoints
+            # resume it. It leaves nothing else behind (the directories it made, if empty).
+            distributed.barrier("report written")
+            shutil.rmtree(checkpoints, ignore_errors=True)
             for directory in (out / CHECKPOINTS, out):
                 try:
                     directory.rmdir()
@@ -255,12 +268,15 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
             print(f"process {index}/{count}: trained {len(numbers)} models; process 0 "
                   "writes the report")
             return 0
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         results = shards.merge_results(
             [(f"process {i}", r) for i, r in enumerate(everyone)], script)
         artifacts.write_json(out / RESULTS, results)
-        return report(results, f"{this_machine()} per process, {count} processes")
-    artifacts.write_json(out / RESULTS, share)
+        code = report(results, f"{this_machine()} per process, {count} processes")
+        distributed.barrier("report written")  # then every process deletes its checkpoints
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        return code
+    artifacts.write_json(out / RESULTS, share)  # written, then the checkpoints go
+    shutil.rmtree(checkpoints, ignore_errors=True)
     print(f"wrote share {index}/{count} ({len(numbers)} models) to {out / RESULTS}; when "
           f"every share is done: python {script} --merge DIR1 DIR2 ... --output-dir DIR")
     return 0
@@ -299,6 +315,9 @@ def compare_main(argv: list[str] | None = None) -> int:
         parser.error("--ensemble averages all of a technique's seeds, which --shard and "
                      "--distributed split between processes: run it in one process")
     names = list(TECHNIQUES) if args.techniques == "all" else args.techniques.split(",")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # its seeds would be counted twice in one group
+        parser.error(f"--techniques: {', '.join(twice)} given more than once")
     overrides = {**regime_overrides(args), **({} if args.epochs is None else
                                               {"epochs": args.epochs})}
     try:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
+
+import numpy as np
 
 # MNIST-style data: 28x28 grayscale images of 10 classes.
 IMAGE_SHAPE = (28, 28)
@@ -59,9 +63,17 @@ class Config:
     train_size: int = 0  # > 0: a random subset of this many training rows, before the split
     label_noise: float = 0.0  # training labels replaced by a random other class with this p
 
+    def __post_init__(self):
+        # A list of hidden sizes is a tuple here: a Config is hashable (a static argument
+        # of the compiled program) and compares equal to one built from a tuple.
+        if isinstance(self.hidden, (list, np.ndarray)):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+
     def validate(self) -> "Config":
         """Returns self, or raises ValueError naming the bad knob and the valid range."""
-        problems = []
+        problems = type_problems(self)
+        if problems:  # the ranges below assume numbers of the right kind
+            raise ValueError("; ".join(problems))
         if self.model not in ("mlp", "cnn"):
             problems.append(f"model must be 'mlp' or 'cnn', got {self.model!r}")
         if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
@@ -99,8 +111,8 @@ class Config:
             problems.append(f"learning rate must be > 0, got {self.learning_rate}")
         if self.validation not in ("split", "test"):
             problems.append(f"validation must be 'split' or 'test', got {self.validation!r}")
-        if self.seed < 0:
-            problems.append(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be in 0..{MAX_SEED} (2**31 - 1), got {self.seed}")
         if int(self.train_size) != self.train_size or self.train_size < 0:
             problems.append(f"train size must be a whole number of rows >= 0 (0: all), got "
                             f"{self.train_size}")
@@ -113,10 +125,57 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def structure(self) -> "Config":
+        """The config of the compiled program that trains this one among others: every knob
+        (config.KNOBS) that is on set to 1 and every host-side setting to its default, so
+        that models which differ only in knob values, seeds or epochs share one program
+        (and one trace) while the knobs' values come in as arrays."""
+        return dataclasses.replace(
+            self, **{name: type(getattr(self, name))(bool(getattr(self, name)))
+                     for name in KNOBS if name != "seed"},
+            seed=0, **{name: getattr(DEFAULTS, name) for name in HOST_SIDE})
+
     @classmethod
     def from_dict(cls, fields: dict) -> "Config":
-        """The inverse of to_dict, also for its JSON form (where `hidden` is a list)."""
-        return cls(**{**fields, "hidden": tuple(fields["hidden"])})
+        """The inverse of to_dict, also for its JSON form (where `hidden` is a list); raises
+        ValueError naming fields it does not know or lacks."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(fields, dict) or set(fields) - names:
+            unknown = sorted(set(fields) - names) if isinstance(fields, dict) else fields
+            raise ValueError(f"not a regjax config: unknown fields {unknown}")
+        return cls(**fields)
+
+
+MAX_SEED = 2**31 - 1  # the program takes the seed as an int32
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # knobs reach the program as float32
+
+
+def type_problems(config: Config) -> list[str]:
+    """Fields of the wrong kind: a whole number where one is needed (epochs=1.5), a finite
+    float32 for every number (inf, nan and 1e300 are refused here, naming the field; but
+    min_delta, which stays on the host, may be inf as in Keras), a bool for a switch, a
+    tuple of whole numbers for the hidden sizes."""
+    problems = []
+    for field in dataclasses.fields(Config):
+        name, value = field.name, getattr(config, field.name)
+        if field.type == "int":
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                problems.append(f"{name} must be a whole number, got {value!r}")
+        elif field.type == "float":
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                problems.append(f"{name} must be a number, got {value!r}")
+            elif name != "min_delta" and not (math.isfinite(value)
+                                              and abs(value) <= FLOAT32_MAX):
+                problems.append(f"{name} must be a finite number (float32: |x| <= 3.4e38), "
+                                f"got {value!r}")
+        elif field.type == "bool" and not isinstance(value, (bool, np.bool_)):
+            problems.append(f"{name} must be True or False, got {value!r}")
+        elif field.type == "str" and not isinstance(value, str):
+            problems.append(f"{name} must be a string, got {value!r}")
+    if not isinstance(config.hidden, tuple) or not all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in config.hidden):
+        problems.append(f"hidden sizes must be positive integers, got {config.hidden!r}")
+    return problems
 
 
 # The settings that may differ between models trained together in one compiled program (one
@@ -128,6 +187,7 @@ KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rot
 # training rows are its own under a data regime, but their number, train_size, is shared.)
 HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights",
              "label_noise")
+DEFAULTS = Config()
 
 
 @dataclasses.dataclass(frozen=True)

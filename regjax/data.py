@@ -100,16 +100,28 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
 
     With `data_dir`, only that directory is used: it must hold the four IDX files or a
     prepared TFDS dataset. Without it: the TFDS data dir, then (Fashion-MNIST) Debian's
-    package, then a download prepared into the TFDS data dir.
+    package, then a download prepared into the TFDS data dir. A directory or file that
+    cannot be read is a DataError naming it.
     """
+    try:
+        return _load_dataset(name, data_dir, download)
+    except OSError as e:  # e.g. a directory without read permission
+        raise DataError(f"cannot read {e.filename or 'the dataset'}: {e.strerror or e}; check "
+                        "its permissions, or give another --data-dir") from None
+
+
+def _load_dataset(name: str, data_dir, download: bool) -> Dataset:
     if name not in DATASETS:
         close = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DataError(f"unknown dataset {name!r}{hint}; choose one of {', '.join(DATASETS)}")
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
-        if not directory.is_dir():
+        if not directory.exists():
             raise DataError(f"data directory {directory} does not exist")
+        if not directory.is_dir():
+            raise DataError(f"data directory {directory} is a file, not a directory: give "
+                            "the directory that holds the four IDX files")
         if has_idx_files(directory):
             return read_idx_dataset(name, directory)
         if has_tfds_dataset(name, directory):
@@ -191,6 +203,12 @@ def model_data(config: Config, dataset: Dataset) -> tuple[Split, Split]:
         pool = Split(pool.images[rows], pool.labels[rows])
     train, validation = train_and_validation(dataclasses.replace(dataset, train=pool),
                                              config.validation)
+    for rows, what in ((train, "training"), (validation, "validation")):
+        if not len(rows):
+            fix = ("use --train-size 2 or more" if config.train_size else
+                   f"{dataset.name}'s training file must hold at least 2 rows")
+            raise DataError(f"{len(pool)} rows leave no {what} row after the validation split "
+                            f"(the last 20% validates): {fix}")
     if config.label_noise:
         train = Split(train.images, noisy_labels(config.seed, train.labels,
                                                  config.label_noise))

@@ -24,20 +24,22 @@ class EarlyStopping:
     """Keras' EarlyStopping(monitor='val_loss') rule.
 
     `wait` counts epochs without an improvement larger than min_delta; training stops when
-    wait >= patience (and never after the first epoch). Stopping happens one epoch earlier
+    wait >= patience (and never after the first epoch). The first epoch is an improvement
+    whatever min_delta is (Keras starts with no best value, not with infinity), so
+    restore_best_weights restores at least its weights. Stopping happens one epoch earlier
     than with flax.training.early_stopping for the same patience.
     """
 
     patience: int
     min_delta: float = 0.0
-    best: float = math.inf
+    best: float | None = None  # None before the first epoch
     best_epoch: int = -1  # 0-based
     wait: int = 0
 
     def update(self, epoch: int, value: float) -> tuple[bool, bool]:
         """Records `value` for `epoch` (0-based); returns (improved, should_stop)."""
         self.wait += 1
-        if value + self.min_delta < self.best:  # a decrease by more than min_delta
+        if self.best is None or value + self.min_delta < self.best:  # by more than min_delta
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True, False
         return False, self.wait >= self.patience and epoch > 0

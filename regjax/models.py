@@ -200,11 +200,22 @@ def make_model(config: Config, seed=None) -> MLP | CNN:
         config, nnx.Rngs(params=rng.init_key(config.seed if seed is None else seed)))
 
 
-@functools.lru_cache(maxsize=64)  # a sweep checks many models of a few configs
+def state_copies(config: Config) -> int:
+    """How many copies of the weights a run's state holds, as a checkpoint stores it: the
+    weights, Adam's two moments, the moving average with ema, the best weights with
+    restore_best_weights."""
+    return 3 + bool(config.ema) + (config.early_stopping and config.restore_best_weights)
+
+
 def weights_bytes(config: Config) -> int:
     """Bytes of one model's parameters and batch-norm statistics (computed from shapes,
-    without allocating them)."""
-    model = nnx.eval_shape(lambda: make_model(config))
+    without allocating them; once per structure, as the models of a sweep share a few)."""
+    return _structure_bytes(config.structure())
+
+
+@functools.lru_cache(maxsize=64)
+def _structure_bytes(structure: Config) -> int:
+    model = nnx.eval_shape(lambda: make_model(structure))
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(nnx.state(model)))
 
 

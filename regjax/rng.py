@@ -44,8 +44,10 @@ DROPOUT, AUGMENT, NOISE, MIX, ERASE = 0, 1, 2, 3, 4
 
 
 def root_key(seed) -> jax.Array:
-    """JAX's default (threefry) key for `seed`, the root of the run's key tree."""
-    return jax.random.key(seed)
+    """The threefry key for `seed`, the root of the run's key tree: threefry whatever JAX's
+    default implementation is set to (jax_default_prng_impl), so a seed draws the same
+    everywhere and `bits` can compute its hash."""
+    return jax.random.key(seed, impl="threefry2x32")
 
 
 def init_key(seed) -> jax.Array:
@@ -123,6 +125,9 @@ def threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
 
 def bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 random bits, equal to jax.random.bits(key, shape) for a threefry key."""
+    if jax.random.key_impl(key) != jax.random.key_impl(root_key(0)):
+        raise ValueError(f"regjax.rng draws from threefry keys only, got a "
+                         f"{jax.random.key_impl(key)} key: derive keys from rng.root_key")
     k0, k1 = jax.random.key_data(key)
     size = int(np.prod(shape, dtype=np.int64))
     if size >= 2**32:

@@ -36,6 +36,18 @@ def strength(config: Config, factor: float) -> Config:
     return with_overrides(config, **{r: getattr(config, r) * factor for r in RANGES})
 
 
+def value_text(value: float) -> str:
+    """A knob's value as short as %g writes it where that is exact (0.001), else in full
+    (0.0010000001), so that no two values read the same."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+def group_name(knob: str, value: float) -> str:
+    """The name of a value's group in results.json: `knob=value` (value_text)."""
+    return f"{knob}={value_text(value)}"
+
+
 def sweep_parser() -> argparse.ArgumentParser:
     p = report_parser(
         "sweep.py", "Train one technique over a range of one knob's values and several "
@@ -70,6 +82,9 @@ def sweep_members(args, parser) -> tuple[str, list[float], list[tuple[str, Confi
         values = [float(v) for v in args.values.split(",")]
     except ValueError:
         parser.error(f"--values: expected comma-separated numbers, got {args.values!r}")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # its seeds would be counted twice in one row
+        parser.error(f"--values: {', '.join(map(repr, twice))} given more than once")
     if knob == "train_size":
         if any(v != int(v) for v in values):
             parser.error(f"--values: train_size takes whole numbers of rows, got {args.values}")
@@ -81,7 +96,7 @@ def sweep_members(args, parser) -> tuple[str, list[float], list[tuple[str, Confi
         if knob == "augment_strength" and not base.augment:
             raise ValueError(f"augment_strength needs augmentation; {args.technique!r} has "
                              "none (use --technique augmentation)")
-        members = [(f"{knob}={v:g}", with_overrides(
+        members = [(group_name(knob, v), with_overrides(
             strength(base, v) if knob == "augment_strength" else
             with_overrides(base, **{knob: v}), seed=seed))
             for v in values for seed in range(args.seeds)]
@@ -118,17 +133,17 @@ def write_sweep(out: Path, results: dict, how: str) -> int:
 
     knob, values, seeds = results["knob"], results["values"], results["seeds"]
     groups = {name: group["runs"] for name, group in results["groups"].items()}
-    rows = [{"value": v, **(report.group_stats(groups.get(f"{knob}={v:g}", [])) or {})}
+    rows = [{"value": v, **(report.group_stats(groups.get(group_name(knob, v), [])) or {})}
             for v in values]
     report.plot_sweep(knob, rows, out / SWEEP_PLOT)
     table = report.markdown_table(
         [knob, "test acc % (mean ± std)", "min–max", "gap % (train − val)", "epochs"],
-        [[f"{r['value']:g}",
+        [[value_text(r["value"]),
           f"{report.pct(r['test_accuracy_mean'])} ± {report.pct(r['test_accuracy_std'])}",
           f"{report.pct(r['test_accuracy_min'])}–{report.pct(r['test_accuracy_max'])}",
           f"{report.pct(r['gap_mean'])} ± {report.pct(r['gap_std'])}",
           f"{r['epochs_mean']:.1f}"] if "runs" in r else
-         [f"{r['value']:g}", "no run completed", "—", "—", "—"] for r in rows])
+         [value_text(r["value"]), "no run completed", "—", "—", "—"] for r in rows])
     walls = [group["wall_seconds"] for group in results["groups"].values()]
     models = sum(len(runs) for runs in groups.values())
     programs = results.get("programs", 1)

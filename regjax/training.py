@@ -9,7 +9,9 @@ module's engine, `OneModel`, jits the pure functions of regjax.step for one conf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import math
 import time
 from typing import Callable, Protocol
@@ -20,11 +22,11 @@ import numpy as np
 from flax import nnx
 
 from regjax import devices, step
-from regjax.checkpoint import Checkpoints, restore_run, save_run
+from regjax.checkpoint import CheckpointError, Checkpoints, restore_run, save_run
 from regjax.config import Config
 from regjax.history import RunRecord
-from regjax.idx import Split
-from regjax.models import TrainedModel, weights_bytes
+from regjax.idx import Split, as_split
+from regjax.models import TrainedModel, state_copies, weights_bytes
 
 _train_epoch = jax.jit(step.train_epoch, static_argnums=0, static_argnames="num_steps",
                        donate_argnums=1)
@@ -105,9 +107,10 @@ def data_mesh(config: Config, count: int) -> jax.sharding.Mesh:
 
 
 def check_models_fit(configs: list[Config]) -> None:
-    """Refuses models whose weights, gradients and Adam moments (and best weights) would not
-    fit the device, before anything is allocated."""
-    needed = sum(5 * weights_bytes(c) for c in configs)
+    """Refuses models whose state (models.state_copies: weights, Adam's moments, the moving
+    average, the best weights) and gradients would not fit the device, before anything is
+    allocated."""
+    needed = sum((state_copies(c) + 1) * weights_bytes(c) for c in configs)
     what = "the model" if len(configs) == 1 else f"{len(configs)} models"
     fix = "lower --hidden" if len(configs) == 1 else "train fewer models at once, or lower --hidden"
     devices.check_fits(needed, f"{what} (weights, gradients, Adam's moments)", fix)
@@ -121,6 +124,21 @@ def check_compiled_fits(compiled: list) -> None:
 def num_rows(split: Split | list[Split]) -> int:
     """Rows of a split, or of each model's split (models trained together have as many)."""
     return len(split[0] if isinstance(split, list) else split)
+
+
+def fingerprint(*splits: Split | list[Split]) -> str:
+    """A digest of the rows (images and labels) the models train and validate on: a
+    checkpoint records it, and resuming on other data (another dataset of the same size,
+    other files) is refused."""
+    digest = hashlib.sha256()
+    seen = set()
+    for split in splits:
+        for s in split if isinstance(split, list) else [split]:
+            for a in (s.images, s.labels):
+                if id(a) not in seen:  # models that share their data share its digest
+                    seen.add(id(a))
+                    digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def train_loop(engine: Engine, train: Split | list[Split], validation: Split | list[Split],
@@ -140,9 +158,11 @@ def train_loop(engine: Engine, train: Split | list[Split], validation: Split | l
     best = jax.tree.map(jnp.copy, (state.params, state.batch_stats)) \
         if keep_best.any() else None
     epoch = 0  # epochs the loop has run (a model that stopped has run fewer)
+    rows = fingerprint(train, validation) if checkpoints is not None else None
     if resume:
         epoch, state, best, records = restore_run(checkpoints, engine.configs, state, best,
-                                                  steps, sizes, log)
+                                                  steps, sizes, log, rows)
+        on_epoch(records)  # where the run stands (a progress display starts from there)
 
     start = time.perf_counter()  # compile before the clock starts: epoch times exclude it
     engine.compile(state, x_train, x_val)
@@ -150,7 +170,7 @@ def train_loop(engine: Engine, train: Split | list[Split], validation: Split | l
         r.compile_seconds = time.perf_counter() - start
     active = np.array([r.trains_on for r in records])
     interrupted = False
-    try:
+    try:  # no checkpoint error hides an error already on its way (the finally clause)
         while active.any():
             if should_stop():
                 interrupted = True
@@ -170,13 +190,17 @@ def train_loop(engine: Engine, train: Split | list[Split], validation: Split | l
                 best = engine.select(improved & keep_best, (state.params, state.batch_stats),
                                      best)
             if checkpoints is not None and any(r.status != "diverged" for r in records):
-                save_run(checkpoints, epoch, state, best, records, sizes)
+                save_run(checkpoints, epoch, state, best, records, sizes, rows)
             on_epoch(records)
-    finally:
+    except BaseException:
         if checkpoints is not None:
-            checkpoints.wait()
-    for r in records:
-        r.finish(interrupted)
+            with contextlib.suppress(CheckpointError):
+                checkpoints.wait()
+        raise
+    if checkpoints is not None:
+        checkpoints.wait()
+    for r in records:  # a model that had finished (stopped early) is complete, not stopped
+        r.finish(interrupted and r.trains_on)
     return records, finish(engine, records, state, best, test, log)
 
 
@@ -246,6 +270,8 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
     also applies its data regime (train_size, label_noise).
     """
     config.validate()
+    train, validation = as_split(train, "train"), as_split(validation, "validation")
+    test = None if test is None else as_split(test, "test")
     rows = len(train) + (len(validation) if config.validation == "split" else 0)
     if config.train_size and rows != config.train_size:
         raise ValueError(f"train_size {config.train_size}, but the splits hold {rows} rows: "
@@ -261,8 +287,9 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
 def evaluate(model: TrainedModel, split: Split) -> dict:
     """{"loss", "accuracy"} of a trained model on a split, in evaluation mode; the loss
     includes the config's penalties and smoothing, as Keras reports it."""
-    graphdef, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
-    program = step.Program(model.config, graphdef)
+    split = as_split(split)
+    _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
+    program = step.program_of(model.config)
     return step.per_model(_evaluate(program, params, batch_stats, jnp.asarray(split.images),
                                     jnp.asarray(split.labels),
                                     jax.device_put(step.Knobs.of(model.config))))[0]

@@ -60,15 +60,18 @@ def test_float32_warp_matches_keras_on_random_draws(fashion):
         np.testing.assert_allclose(out, keras_warp(image.astype(np.float64), params), atol=2e-5)
 
 
-def test_parameter_draws_match_keras_get_random_transform():
+@pytest.mark.parametrize("shift", [0.1, 5.0], ids=["fraction", "pixels"])
+def test_parameter_draws_match_keras_get_random_transform(shift):
     """Each parameter's distribution equals Keras' (two-sample Kolmogorov-Smirnov test on
     4,000 draws each, seeds fixed, so the test is deterministic): rotation and shear in
-    degrees, shifts in pixels of the height (tx) and width (ty), zoom per axis independently."""
-    generator = ImageDataGenerator(rotation_range=10, width_shift_range=0.1,
-                                   height_shift_range=0.1, shear_range=0.2, zoom_range=0.2)
+    degrees, shifts in pixels of the height (tx) and width (ty), zoom per axis independently.
+    A shift range under 1 is a fraction of the image's size, one of 1 or more pixels."""
+    generator = ImageDataGenerator(rotation_range=10, width_shift_range=shift,
+                                   height_shift_range=shift, shear_range=0.2, zoom_range=0.2)
     np.random.seed(0)
     draws = [generator.get_random_transform((28, 28, 1)) for _ in range(4000)]
-    p = augment.sample_affine_params(jax.random.key(0), 4000, 28, 28, **RANGES)
+    p = augment.sample_affine_params(jax.random.key(0), 4000, 28, 28,
+                                     **{**RANGES, "shift_range": shift})
     for name in augment.AffineParams._fields:
         theirs = np.array([d[name] for d in draws])
         ours = np.asarray(getattr(p, name))

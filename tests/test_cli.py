@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import regjax
-from regjax import data, report
+from regjax import cli, data, report
 from regjax.config import PRESETS, Config
 from tests.helpers import ROOT, one_line_error, script
 
@@ -57,6 +57,21 @@ def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
     assert history["steps_per_epoch"] == 4  # 250 rows drawn, the last 50 validate (300: 5)
 
 
+def in_process(main, args, capsys) -> tuple[int, str]:
+    """Runs a command's main as its script would (argparse exits with status 2); returns
+    (exit status, stderr). In-process: each case costs no Python start."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err.strip()
+
+
+def assert_one_line_error(code: int, err: str, message: str) -> None:
+    assert code != 0 and message in err and len(err.splitlines()) == 1 \
+        and "Traceback" not in err, (code, err)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--technique", "dropuot"], "did you mean 'dropout'"),
     (["--dropout", "1.0"], "dropout rate must be in [0, 1)"),
@@ -76,25 +91,57 @@ def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
     (["--validation", "holdout"], "invalid choice: 'holdout'"),
     (["--hidden", "0"], "hidden sizes must be positive integers"),
     (["--batch-size", "sixty"], "invalid int value"),
-    (["--learning-rate", "nan"], "learning rate must be > 0"),
-    (["--l2", "nan"], "l2 must be >= 0"),
-    (["--dropout", "nan"], "dropout rate must be in [0, 1)"),
-    (["--patience", "-1"], "patience must be >= 0"),
-    (["--min-delta", "-0.1"], "min_delta must be >= 0"),
-    (["--rotation-range", "-5"], "rotation_range must be >= 0"),
-    (["--shift-range", "-0.1"], "shift_range must be >= 0"),
-    (["--shear-range", "-1"], "shear_range must be >= 0"),
-    (["--zoom-range", "1"], "zoom range must be in [0, 1)"),
-    (["--seed", "-1"], "seed must be >= 0"),
+    (["--learning-rate", "nan"], "learning_rate must be a finite number"),
+    (["--l2", "nan"], "l2 must be a finite number"),
+    (["--dropout", "nan"], "dropout must be a finite number"),
+    (["--patience", "-1", "--early-stopping"], "patience must be >= 0"),
+    (["--min-delta", "-0.1", "--early-stopping"], "min_delta must be >= 0"),
+    (["--rotation-range", "-5", "--augment"], "rotation_range must be >= 0"),
+    (["--shift-range", "-0.1", "--augment"], "shift_range must be >= 0"),
+    (["--shear-range", "-1", "--augment"], "shear_range must be >= 0"),
+    (["--zoom-range", "1", "--augment"], "zoom range must be in [0, 1)"),
+    (["--seed", "-1"], "seed must be in 0..2147483647"),
     (["--train-size", "-5"], "train size must be a whole number of rows >= 0"),
     (["--label-noise", "1.5"], "label noise must be in [0, 1]"),
     (["--keep-checkpoints", "0"], "--keep-checkpoints must be >= 1"),
     (["--technique"], "expected one argument"),
     (["--epochs", "3", "--bogus"], "unrecognized arguments: --bogus"),
+    # The seed reaches the program as an int32; every knob as a float32.
+    (["--seed", "2147483648"], "seed must be in 0..2147483647"),
+    (["--seed", str(2**64)], "seed must be in 0..2147483647"),
+    (["--l1", "inf"], "l1 must be a finite number"),
+    (["--l2", "1e300"], "l2 must be a finite number"),
+    (["--weight-decay", "inf"], "weight_decay must be a finite number"),
+    (["--gaussian-noise", "inf"], "gaussian_noise must be a finite number"),
+    (["--mixup", "inf"], "mixup must be a finite number"),
+    (["--rotation-range", "inf", "--augment"], "rotation_range must be a finite number"),
+    # Abbreviations would not match the recorded command (resume hints, merges).
+    (["--out", "somewhere"], "unrecognized arguments: --out"),
+    (["--res"], "unrecognized arguments: --res"),
+    (["--output-dir", ""], "expected a directory, got an empty name"),
+    (["--data-dir", ""], "expected a directory, got an empty name"),
+    # Flags that act only through a switch the run does not turn on.
+    (["--rotation-range", "30"], "--rotation-range has no effect without --augment"),
+    (["--technique", "dropout", "--shift-range", "2"], "--shift-range has no effect"),
+    (["--min-delta", "0.1"], "--min-delta has no effect without --early-stopping"),
+    (["--restore-best-weights"], "--restore-best-weights has no effect without"),
+    (["--data-dir", ROOT / "README.md"], "is a file, not a directory"),
 ])
-def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
-    result = run(*args, "--output-dir", tmp_path / "out", "--no-download")
-    assert one_line_error(result, message), result.stderr
+def test_bad_input_is_one_line_without_traceback(tmp_path, capsys, args, message):
+    code, err = in_process(cli.main, ["--output-dir", tmp_path / "out", "--no-download",
+                                      *args], capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "out").exists()  # nothing left behind
+
+
+def test_a_data_problem_leaves_no_output_directory(tmp_path, capsys, tiny_idx_dir):
+    """A run that fails before writing anything removes the directory it made (which then
+    held only its lock file), and an unreadable data directory is named in one line."""
+    code, err = in_process(cli.main, ["--train-size", 1, "--data-dir", tiny_idx_dir,
+                                      "--output-dir", tmp_path / "out"], capsys)
+    assert_one_line_error(code, err, "1 rows leave no training row after the validation "
+                                     "split (the last 20% validates): use --train-size 2")
+    assert not (tmp_path / "out").exists()
 
 
 def test_help_lists_every_technique_with_its_summary():

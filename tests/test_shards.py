@@ -151,3 +151,28 @@ def test_a_stopped_comparison_resumes_to_the_same_histories(compared, tmp_path):
     assert not interrupted
     resumed = {name: [without_timing(r) for r in runs] for name, runs in groups.items()}
     assert json.loads(json.dumps(resumed)) == histories(whole)  # as results.json holds them
+
+
+def test_a_merge_reads_every_share_before_it_touches_the_output(compared, tmp_path, capsys,
+                                                               monkeypatch):
+    """Merging into a share's own directory is refused and the share is intact; a merge
+    that fails leaves the report it would replace as it was; a merge, which writes no
+    checkpoint, needs no room for any."""
+    root = compared[0]
+    shares = [str(root / "share0"), str(root / "share1")]
+    before = (root / "share0" / "results.json").read_bytes()
+    code = compare_main(["--merge", *shares, "--output-dir", shares[0], "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is one of the shares being merged" in err, err
+    assert (root / "share0" / "results.json").read_bytes() == before
+    out = tmp_path / "earlier"
+    shutil.copytree(root / "merged", out)
+    report = (out / "report.md").read_bytes()
+    assert compare_main(["--merge", shares[0], str(root / "whole"), "--output-dir", str(out),
+                         "--overwrite"]) == 1
+    assert (out / "report.md").read_bytes() == report
+    capsys.readouterr()
+    free = type("Usage", (), {"free": 11_000_000})  # 1 MB more than the report needs
+    monkeypatch.setattr("regjax.artifacts.shutil.disk_usage", lambda path: free)
+    assert compare_main(["--merge", *shares, "--output-dir", str(tmp_path / "m")]) == 0, \
+        capsys.readouterr().err
