@@ -40,9 +40,24 @@ def test_compare_frameworks_smoke(tmp_path):
     assert {r["framework"] for r in table} == set(rows)
     for r in table:
         assert r["steps_per_epoch"] == 8  # 600 rows less 20% validation, batch 64
-        assert r["steps_per_second"] == r["steps_per_epoch"] / r["epoch_seconds"]
-        assert r["best_steps_per_second"] >= r["steps_per_second"] and 0 <= r["sys_share"] <= 1
+        assert r["best_steps_per_second"] >= r["steps_per_second"] > 0
+        assert 0 <= r["sys_share"] <= 1
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["peak_rss_mb"] > 0
+
+
+def regjax_accuracy(technique: str, seed: int, epochs: int) -> float:
+    import regjax
+    from regjax import data
+    from tests.helpers import FASHION_DIR
+
+    full = data.read_idx_dataset("fashion_mnist", FASHION_DIR)
+    dataset = data.Dataset("fashion_mnist", "600 rows", data.Split(
+        full.train.images[:600], full.train.labels[:600]), data.Split(
+        full.test.images[:100], full.test.labels[:100]))
+    config = regjax.preset(technique, seed=seed, epochs=epochs)
+    history, _ = regjax.fit(config, *data.train_and_validation(dataset, config.validation),
+                            dataset.test, log=lambda _: None)
+    return history["test_accuracy"]
 
 
 def test_parity_smoke(tmp_path):
@@ -57,9 +72,11 @@ def test_parity_smoke(tmp_path):
         if row["reference"]:  # the peer is installed
             assert len(row["reference"]) == 2
             assert row["flag"] == (row["difference"] < -0.01)
-        printed = next(l for l in result.stdout.splitlines() if l.startswith(row["technique"]))
-        mean = 100 * sum(row["regjax"]) / 2
-        assert printed.split()[1] == f"{mean:.2f}"
+        # What the benchmark calls regjax is regjax: each seed's test accuracy is what
+        # regjax.fit gives for the preset on the same rows (the first 600 training rows, the
+        # first 100 test rows).
+        for seed, accuracy in enumerate(row["regjax"]):
+            assert accuracy == regjax_accuracy(row["technique"], seed, epochs=1)
 
 
 def test_the_keras_reference_reshuffles_every_epoch_reproducibly():

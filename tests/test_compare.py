@@ -60,6 +60,16 @@ def test_compare_report_matches_its_histories_and_writes_plots(tmp_path, tiny_id
     assert rows["l2"][9] == f"{welch.pvalue:.3f}"
     low, high = welch.confidence_interval(0.95)
     assert rows["l2"][8].endswith(f"[{100 * low:+.2f}, {100 * high:+.2f}]")
+    # Seeds for 80% power: the fewest seeds per setting at which a two-sided 5% test of a
+    # difference of this size (the two settings' pooled spread) has at least 80% power,
+    # found by computing the power itself (normal approximation) seed count by seed count.
+    for name in ("l2", "dropout"):
+        delta = np.mean(accuracies[name]) - np.mean(accuracies["baseline"])
+        sigma2 = (np.var(accuracies[name], ddof=1) + np.var(accuracies["baseline"], ddof=1)) / 2
+        power = lambda n: stats.norm.cdf(abs(delta) / np.sqrt(2 * sigma2 / n)  # noqa: E731
+                                         - stats.norm.ppf(0.975))
+        n = next(n for n in range(2, 10**7) if power(n) >= 0.8)
+        assert rows[name][10] == str(n), (name, rows[name][10], n)
     assert png_size(out / "curves.png") == tuple(int(report.DPI * x) for x in report.CURVES_SIZE)
     assert png_size(out / "summary.png") == tuple(int(report.DPI * x) for x in report.SUMMARY_SIZE)
     # A second run refuses to overwrite the report unless told to.

@@ -41,11 +41,16 @@ def test_too_many_values_at_once_is_refused():
 
 def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1)):
     """Every key a run derives, as (leaves, parents) of key data, through regjax.rng's
-    branch functions and the way the model and augmentation use their keys."""
+    branch functions and the way the model, augmentation, mixing and erasing use their keys:
+    every branch of the tree in rng's docstring, the conv block's fold of the dropout key,
+    and the data branch."""
+    from regjax.models import CONV_BLOCK
+
     leaves, parents = [], []
     for seed in seeds:
-        parents.append(rng.root_key(seed))
-        leaves.append(rng.init_key(seed))
+        parents += [rng.root_key(seed), rng.data_key(seed), rng.labels_key(seed)]
+        leaves += [rng.init_key(seed), rng.subset_key(seed),
+                   *(jax.random.fold_in(rng.labels_key(seed), b) for b in (rng.FLIP, rng.CLASS))]
         for e in epochs:
             epoch = rng.epoch_key(seed, e)
             parents.append(epoch)
@@ -54,10 +59,20 @@ def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1))
                 step = rng.step_key(epoch, i)
                 dropout, augment = rng.dropout_key(step), rng.augment_key(step)
                 parents += [step, dropout, augment]
-                leaves += [jax.random.fold_in(dropout, layer) for layer in layers]
+                leaves += [jax.random.fold_in(dropout, layer) for layer in (*layers, CONV_BLOCK)]
                 leaves += list(jax.random.split(augment, 6))  # augment.sample_affine_params
+                leaves += [rng.noise_key(step), rng.mix_key(step), rng.erase_key(step)]
     data = lambda keys: [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys]
     return data(leaves), data(parents)
+
+
+def test_sibling_branches_have_different_numbers():
+    """The branch numbers of each node of the tree in rng's docstring, as rng defines them:
+    two siblings with one number would be one key drawn for two purposes."""
+    for siblings in ((rng.INIT, rng.TRAIN, rng.DATA), (rng.SUBSET, rng.LABELS),
+                     (rng.FLIP, rng.CLASS), (rng.SHUFFLE, rng.STEPS),
+                     (rng.DROPOUT, rng.AUGMENT, rng.NOISE, rng.MIX, rng.ERASE)):
+        assert len(set(siblings)) == len(siblings), siblings
 
 
 def test_the_key_tree_never_reuses_a_key():

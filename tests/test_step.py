@@ -43,12 +43,30 @@ def test_stable_argsort_matches_numpy_with_many_ties_and_under_vmap(high):
 
 
 def test_partial_last_batch_counts_every_row_once(small):
+    """100 rows, batch 64: the epoch's loss sum is the first batch's 64 losses (initial
+    weights) plus the 36 real rows of the padded second one (the weights after the first
+    step), each computed alone; the 28 padding slots weigh nothing."""
     train = small[0]
     config = cfg.preset("baseline")
     program, state = step.make_program(config)
-    images, labels = jax.numpy.asarray(train.images[:100]), jax.numpy.asarray(train.labels[:100])
-    _, metrics = step.train_epoch(program, state, images, labels, 0, step.Knobs.of(config))
-    assert float(metrics.count) == 100  # 64 + 36 rows, the padded 28 slots weigh nothing
+    knobs = step.Knobs.of(config)
+    images, labels = jnp.asarray(train.images[:100]), jnp.asarray(train.labels[:100])
+    _, metrics = step.train_epoch(program, state, images, labels, 0, knobs)
+    assert float(metrics.count) == 100
+    epoch_key = rng.epoch_key(config.seed, 0)
+    rows, weights = step.epoch_batches(rng.shuffle_key(epoch_key), 100, 64)
+    first, _ = step.train_step(program, state, images[rows[0]], labels[rows[0]], weights[0],
+                               rng.step_key(epoch_key, 0), knobs)
+    real = np.asarray(rows[1])[np.asarray(weights[1]) > 0]
+    assert len(real) == 36
+
+    def mean_loss(params, rows):
+        value, _ = step.loss(program, params, state.batch_stats, step.normalize(images[rows]),
+                             labels[rows], jnp.ones(len(rows)), None, knobs, train=False)
+        return float(value)
+
+    expected = 64 * mean_loss(state.params, rows[0]) + 36 * mean_loss(first.params, real)
+    assert float(metrics.loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_each_epoch_trains_on_the_order_its_key_tree_gives(small):

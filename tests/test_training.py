@@ -91,15 +91,28 @@ def arrays_of(module) -> dict:
     return named_arrays(*nnx.split(module, nnx.Param, nnx.BatchStat)[1:])
 
 
+# Every transform that acts in training only (dropout, spatial dropout, Gaussian noise,
+# random erasing, MixUp, CutMix, augmentation): the numpy reference computes evaluation
+# without any of them, so a transform that leaked into evaluation would fail the test.
+TRAINING_ONLY = ("dropout", "spatial_dropout", "gaussian_noise", "random_erasing", "mixup",
+                 "cutmix", "augment")
+
+
 @pytest.mark.parametrize("overrides", [
     dict(batchnorm=True, l1=1e-3, l2=1e-3, label_smoothing=0.1),
-    dict(technique="augmentation", hidden=(32,), l2=1e-3)])
+    dict(technique="augmentation", hidden=(32,), l2=1e-3),
+    dict(dropout=0.5, gaussian_noise=0.3, random_erasing=1.0, mixup=0.4),
+    dict(cutmix=1.0, batchnorm=True),
+    dict(technique="spatial_dropout", hidden=(32,), spatial_dropout=0.5, dropout=0.5)],
+    ids=["penalties-smoothing-bn", "augmentation", "dropout-noise-erasing-mixup",
+         "cutmix-bn", "spatial-dropout"])
 def test_every_reported_number_equals_numpy_from_the_same_weights(small, overrides):
     """loss and accuracy of a one-step epoch (from the initial weights, training mode: batch
-    statistics), and val_loss, val_accuracy, test_loss and test_accuracy (from the trained
-    weights, evaluation mode: moving statistics, no augmentation), penalties and smoothing
-    included, against numpy in float64. float32 sums of ~1e3 terms carry a relative error of
-    ~1e-6; an accuracy may differ only by rows whose top two logits float32 cannot order."""
+    statistics; where no random transform acts in training), and val_loss, val_accuracy,
+    test_loss and test_accuracy (from the trained weights, evaluation mode: moving
+    statistics, none of the training-only transforms), penalties and smoothing included,
+    against numpy in float64. float32 sums of ~1e3 terms carry a relative error of ~1e-6;
+    an accuracy may differ only by rows whose top two logits float32 cannot order."""
     overrides = dict(overrides)
     technique = overrides.pop("technique", "baseline")
     train, val, test = small
@@ -109,7 +122,7 @@ def test_every_reported_number_equals_numpy_from_the_same_weights(small, overrid
     initial = arrays_of(make_model(config))
     checks = [(history["val_loss"][0], history["val_accuracy"][0], arrays_of(model.module), val),
               (history["test_loss"], history["test_accuracy"], arrays_of(model.module), test)]
-    if not config.augment:  # a training step's input is a random warp of the batch
+    if not any(getattr(config, name) for name in TRAINING_ONLY):  # random in training
         checks.append((history["loss"][0], history["accuracy"][0], initial, train))
     for i, (loss, accuracy, arrays, split) in enumerate(checks):
         expected_loss, expected_accuracy, close = numpy_metrics(arrays, config, split,

@@ -1,0 +1,138 @@
+"""Plants defects in a copy of the repository, one at a time, and runs the tests that should
+catch each: a test that still passes with its defect planted proves nothing.
+
+    python tests/plant_defects.py            # every defect below
+    python tests/plant_defects.py 3 7        # defects 3 and 7 only
+    python tests/plant_defects.py --list
+
+Each defect is a small source change (the text it replaces must occur exactly once). The
+copy is made from the files git tracks, so the working tree is never touched. Exit status:
+0 when every planted defect made its tests fail, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).parents[1]
+
+
+class Defect(NamedTuple):
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+DEFECTS = [
+    Defect("a batched model gets its neighbour's knobs", "regjax/batched.py",
+           "self.knobs = jax.device_put(step.Knobs.of(self.configs), self.per_model)",
+           "self.knobs = jax.device_put(step.Knobs.of(self.configs[1:] + self.configs[:1]), "
+           "self.per_model)",
+           ("tests/test_batched.py::test_each_batched_model_follows_its_single_run",)),
+    Defect("the checkpoints are deleted before results.json is written", "regjax/compare.py",
+           "    if args.shard is None:  # written, then the checkpoints go",
+           "    shutil.rmtree(checkpoints, ignore_errors=True)\n    if args.shard is None:",
+           ("tests/test_faults.py::test_a_crash_before_the_report_keeps_the_checkpoints_and"
+            "_resumes",)),
+    Defect("a checkpoint does not check its data", "regjax/checkpoint.py",
+           'if record.get("data") != data:', "if False:",
+           ("tests/test_faults.py::test_resuming_on_other_data_of_the_same_size_is_refused",)),
+    Defect("a stop marks every model interrupted", "regjax/training.py",
+           "r.finish(interrupted and r.trains_on)", "r.finish(interrupted)",
+           ("tests/test_faults.py::test_a_stop_keeps_the_models_that_had_finished",)),
+    Defect("a resumed batch's progress starts at 1", "regjax/training.py",
+           "        on_epoch(records)  # where the run stands", "        pass  #",
+           ("tests/test_faults.py::test_a_resumed_batch_counts_its_epochs_from_the_checkpoint",)),
+    Defect("a checkpoint error hides the error in flight", "regjax/training.py",
+           "            with contextlib.suppress(CheckpointError):\n"
+           "                checkpoints.wait()",
+           "            checkpoints.wait()",
+           ("tests/test_faults.py::test_a_checkpoint_error_does_not_hide_the_error_in_flight",)),
+    Defect("a second signal waits for the program to return", "regjax/cli_common.py",
+           "                os._exit(128 + signum)", "                pass",
+           ("tests/test_faults.py::test_a_second_signal_stops_a_compiled_program_at_once",)),
+    Defect("the first epoch is no improvement under an infinite min_delta", "regjax/history.py",
+           "if self.best is None or value + self.min_delta < self.best:",
+           "if value + self.min_delta < (math.inf if self.best is None else self.best):",
+           ("tests/test_history.py::test_early_stopping_matches_keras_on_random_sequences",)),
+    Defect("a shift range of pixels read as a fraction", "regjax/augment.py",
+           "return jnp.where(shift_range < 1, size, 1)", "return size",
+           ("tests/test_augment.py::test_parameter_draws_match_keras_get_random_transform",)),
+    Defect("the moving average left out of the estimates", "regjax/models.py",
+           "return 3 + bool(config.ema) +", "return 3 +",
+           ("tests/test_faults.py::test_the_estimates_count_every_copy_of_the_weights",)),
+    Defect("noise drawn from the dropout branch", "regjax/rng.py",
+           "return jax.random.fold_in(step, NOISE)", "return jax.random.fold_in(step, DROPOUT)",
+           ("tests/test_rng.py::test_the_key_tree_never_reuses_a_key",)),
+    Defect("padded rows enter the loss", "regjax/step.py",
+           "total = jnp.sum(per_example * weights)", "total = jnp.sum(per_example)",
+           ("tests/test_step.py::test_partial_last_batch_counts_every_row_once",)),
+    Defect("Gaussian noise in evaluation too", "regjax/step.py",
+           "    if program.config.gaussian_noise:  # keras.layers.GaussianNoise",
+           "    if False:",
+           ("tests/test_training.py::test_every_reported_number_equals_numpy_from_the_same"
+            "_weights",)),
+    Defect("power computed at the 10% level", "regjax/report.py",
+           "z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)",
+           "z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)",
+           ("tests/test_compare.py::test_compare_report_matches_its_histories_and_writes_plots",)),
+    Defect("non-finite knobs accepted", "regjax/config.py",
+           "elif name != \"min_delta\" and not (math.isfinite(value)",
+           "elif False and not (math.isfinite(value)",
+           ("tests/test_cli.py::test_bad_input_is_one_line_without_traceback",)),
+    Defect("a merge clears its output before reading the shares", "regjax/compare.py",
+           "            merged = shards.merge(args.merge, script)\n",
+           "            pass\n",
+           ("tests/test_shards.py::test_a_merge_reads_every_share_before_it_touches_the_output",)),
+]
+
+
+def planted_copy(defect: Defect, directory: Path) -> None:
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    source = directory / defect.path
+    text = source.read_text()
+    if text.count(defect.old) != 1:
+        raise SystemExit(f"{defect.path}: the text to replace occurs {text.count(defect.old)} "
+                         f"times (defect: {defect.what}); update this script")
+    source.write_text(text.replace(defect.old, defect.new))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("numbers", nargs="*", type=int, help="defects to plant (default: all)")
+    p.add_argument("--list", action="store_true", help="list the defects and exit")
+    args = p.parse_args(argv)
+    if args.list:
+        for i, d in enumerate(DEFECTS):
+            print(f"{i:2d}  {d.what}  ({d.path}; {', '.join(d.tests)})")
+        return 0
+    caught = True
+    for i in args.numbers or range(len(DEFECTS)):
+        defect = DEFECTS[i]
+        with tempfile.TemporaryDirectory() as tmp:
+            planted_copy(defect, Path(tmp))
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0",
+                                     "-p", "no:cacheprovider", *defect.tests], cwd=tmp,
+                                    capture_output=True, text=True)
+        failed = result.returncode == 1
+        caught &= failed
+        last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+        print(f"{i:2d} {'caught' if failed else 'MISSED'}: {defect.what} -> {last}", flush=True)
+    return 0 if caught else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
