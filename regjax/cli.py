@@ -152,7 +152,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rotation-range", type=float, metavar="DEG",
                    help=f"rotation drawn from [-DEG, DEG] (default {DEFAULTS.rotation_range})")
     g.add_argument("--shift-range", type=float, metavar="F",
-                   help=f"shift drawn from [-F, F] of height and width (default {DEFAULTS.shift_range})")
+                   help="shift drawn from [-F, F]: under 1 a fraction of the height and width, "
+                        "1 or more pixels, as ImageDataGenerator reads it (default "
+                        f"{DEFAULTS.shift_range})")
     g.add_argument("--shear-range", type=float, metavar="DEG",
                    help=f"shear drawn from [-DEG, DEG] degrees (default {DEFAULTS.shear_range})")
     g.add_argument("--zoom-range", type=float, metavar="Z",
