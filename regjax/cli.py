@@ -200,10 +200,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
     config = preset(args.technique, **overrides)
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
     for switch, names in NEEDS.items():
         given = [name for name in names if name in overrides]
         if given and not getattr(config, switch):
-            flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
             raise ValueError(f"{flag(given[0])} has no effect without {flag(switch)} "
                              f"(technique {args.technique!r} does not turn it on)")
     return config

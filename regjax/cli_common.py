@@ -36,6 +36,12 @@ def directory(text: str) -> Path:
     return Path(text)
 
 
+def given_twice(values: list) -> list:
+    """The values that occur more than once in `values`, sorted: a setting listed twice
+    would count its seeds twice in one group of a report."""
+    return sorted({v for v in values if values.count(v) > 1})
+
+
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="fashion_mnist", metavar="NAME",
                    help=f"{' or '.join(DATASETS)} (default: fashion_mnist, installable "

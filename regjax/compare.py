@@ -13,7 +13,8 @@ from pathlib import Path
 
 from regjax import data
 from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, directory, fail,
-                               regime_overrides, resume_command, stopped_message, user_errors)
+                               given_twice, regime_overrides, resume_command, stopped_message,
+                               user_errors)
 from regjax.config import NOTEBOOK, TECHNIQUES, Config, preset
 
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
@@ -153,23 +154,20 @@ def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: d
         train, val = map(list, zip(*(data.model_data(c, dataset) for c in configs)))
         saved = None if checkpoints is None else Checkpoints(checkpoints / f"batch-{k}",
                                                              keep=KEEP)
-        start, shown = time.perf_counter(), [0]  # epochs of this batch shown as done
-
-        def advance(done, total, label=label, shown=shown):
-            progress.advance(done - shown[0], label)
-            shown[0] = done
-
+        start, before = time.perf_counter(), progress.done  # the batches before this one
         try:
             histories = fit_batched(
                 configs, train, val, dataset.test, checkpoints=saved,
                 resume=resume and saved is not None and bool(saved.all_epochs()),
-                should_stop=should_stop, ensemble=ensemble, on_epoch=advance)
+                should_stop=should_stop, ensemble=ensemble,
+                on_epoch=lambda done, total: progress.advance(before + done - progress.done,
+                                                              label))
         finally:
             if saved is not None:
                 saved.close()
         # Early stopping may end the batch before its last epoch: count those as done.
         if not any(h["status"] == "interrupted" for h in histories):
-            advance(max(c.epochs for c in configs), None)
+            progress.advance(before + max(c.epochs for c in configs) - progress.done, label)
         seconds = time.perf_counter() - start
         for (name, config), history in zip(members, histories):
             groups.setdefault(name, []).append(history)
@@ -315,9 +313,8 @@ def compare_main(argv: list[str] | None = None) -> int:
         parser.error("--ensemble averages all of a technique's seeds, which --shard and "
                      "--distributed split between processes: run it in one process")
     names = list(TECHNIQUES) if args.techniques == "all" else args.techniques.split(",")
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:  # its seeds would be counted twice in one group
-        parser.error(f"--techniques: {', '.join(twice)} given more than once")
+    if given_twice(names):
+        parser.error(f"--techniques: {', '.join(given_twice(names))} given more than once")
     overrides = {**regime_overrides(args), **({} if args.epochs is None else
                                               {"epochs": args.epochs})}
     try:

@@ -76,7 +76,7 @@ class Config:
             raise ValueError("; ".join(problems))
         if self.model not in ("mlp", "cnn"):
             problems.append(f"model must be 'mlp' or 'cnn', got {self.model!r}")
-        if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
+        if not self.hidden or any(h < 1 for h in self.hidden):  # whole: type_problems
             problems.append(f"hidden sizes must be positive integers, got {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout rate must be in [0, 1), got {self.dropout}")
@@ -113,7 +113,7 @@ class Config:
             problems.append(f"validation must be 'split' or 'test', got {self.validation!r}")
         if not 0 <= self.seed <= MAX_SEED:
             problems.append(f"seed must be in 0..{MAX_SEED} (2**31 - 1), got {self.seed}")
-        if int(self.train_size) != self.train_size or self.train_size < 0:
+        if self.train_size < 0:
             problems.append(f"train size must be a whole number of rows >= 0 (0: all), got "
                             f"{self.train_size}")
         if not 0.0 <= self.label_noise <= 1.0:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from regjax.compare import (SWEEP_PLOT, check_counts, common_flags, header, report_parser,
                             run_report, train_and_report, write_report)
-from regjax.cli_common import regime_overrides
+from regjax.cli_common import given_twice, regime_overrides
 from regjax.config import TECHNIQUES, Config, preset
 
 # What `sweep.py --technique T` varies unless --knob says otherwise.
@@ -82,9 +82,9 @@ def sweep_members(args, parser) -> tuple[str, list[float], list[tuple[str, Confi
         values = [float(v) for v in args.values.split(",")]
     except ValueError:
         parser.error(f"--values: expected comma-separated numbers, got {args.values!r}")
-    twice = sorted({v for v in values if values.count(v) > 1})
-    if twice:  # its seeds would be counted twice in one row
-        parser.error(f"--values: {', '.join(map(repr, twice))} given more than once")
+    if given_twice(values):
+        parser.error(f"--values: {', '.join(map(repr, given_twice(values)))} given more than "
+                     "once")
     if knob == "train_size":
         if any(v != int(v) for v in values):
             parser.error(f"--values: train_size takes whole numbers of rows, got {args.values}")

@@ -170,7 +170,7 @@ def train_loop(engine: Engine, train: Split | list[Split], validation: Split | l
         r.compile_seconds = time.perf_counter() - start
     active = np.array([r.trains_on for r in records])
     interrupted = False
-    try:  # no checkpoint error hides an error already on its way (the finally clause)
+    try:
         while active.any():
             if should_stop():
                 interrupted = True
@@ -192,7 +192,7 @@ def train_loop(engine: Engine, train: Split | list[Split], validation: Split | l
             if checkpoints is not None and any(r.status != "diverged" for r in records):
                 save_run(checkpoints, epoch, state, best, records, sizes, rows)
             on_epoch(records)
-    except BaseException:
+    except BaseException:  # the error on its way is raised, not a checkpoint's after it
         if checkpoints is not None:
             with contextlib.suppress(CheckpointError):
                 checkpoints.wait()
