@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).parents[1]
+TIMEOUT = 600  # seconds for one defect's tests
 
 
 class Defect(NamedTuple):
@@ -84,9 +85,9 @@ DEFECTS = [
            "elif name != \"min_delta\" and not (math.isfinite(value)",
            "elif False and not (math.isfinite(value)",
            ("tests/test_cli.py::test_bad_input_is_one_line_without_traceback",)),
-    Defect("a merge clears its output before reading the shares", "regjax/compare.py",
-           "            merged = shards.merge(args.merge, script)\n",
-           "            pass\n",
+    Defect("a merge may write over one of its own shares", "regjax/compare.py",
+           "if any(Path(d).resolve() == args.output_dir.resolve() for d in args.merge):",
+           "if False:",
            ("tests/test_shards.py::test_a_merge_reads_every_share_before_it_touches_the_output",)),
 ]
 
@@ -120,12 +121,16 @@ def main(argv=None) -> int:
         defect = DEFECTS[i]
         with tempfile.TemporaryDirectory() as tmp:
             planted_copy(defect, Path(tmp))
-            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0",
-                                     "-p", "no:cacheprovider", *defect.tests], cwd=tmp,
-                                    capture_output=True, text=True)
-        failed = result.returncode == 1
+            try:
+                result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n",
+                                         "0", "-p", "no:cacheprovider", *defect.tests],
+                                        cwd=tmp, capture_output=True, text=True,
+                                        timeout=TIMEOUT)
+                failed = result.returncode == 1
+                last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+            except subprocess.TimeoutExpired:  # a defect that hangs is not a caught one
+                failed, last = False, f"no result within {TIMEOUT} s"
         caught &= failed
-        last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
         print(f"{i:2d} {'caught' if failed else 'MISSED'}: {defect.what} -> {last}", flush=True)
     return 0 if caught else 1
 
