@@ -14,7 +14,7 @@ update: 3; gradients written and read: 2; Adam's two moments read and written: 4
 reads its batch once, as float32; the device's bandwidth, measured here by an elementwise
 pass over a large array (bytes read + written), over those bytes is the most model-steps/s
 any program could reach (on a CPU a model's weights stay in cache, so this bound, of main
-memory, does not bind). Also the models vmapped together per group (regjax.batched: on
+memory, does not bind). Also the models vmapped together per group (regjax.train.batched: on
 an accelerator all of a device's models, narrower where XLA's memory analysis says they do
 not fit) and the memory XLA's analysis gives for the compiled program.
 
@@ -36,7 +36,7 @@ import time
 
 from common import device, memory_bandwidth  # benchmarks/common.py
 
-from regjax.devices import use_cpu_devices
+from regjax.train.devices import use_cpu_devices
 
 
 def main(argv=None) -> int:
@@ -65,9 +65,9 @@ def main(argv=None) -> int:
 
     from regjax import config as cfg
     from regjax import data
-    from regjax.batched import ManyModels, fit_batched
-    from regjax.models import weights_bytes
-    from regjax.training import fit
+    from regjax.nn.models import weights_bytes
+    from regjax.train.batched import ManyModels, fit_batched
+    from regjax.train.fit import fit
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     configs = [cfg.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)

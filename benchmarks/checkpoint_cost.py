@@ -20,12 +20,11 @@ from pathlib import Path
 import jax
 from common import device  # benchmarks/common.py
 
-from regjax import artifacts
 from regjax import config as cfg
 from regjax import data
-from regjax.checkpoint import Checkpoints
-from regjax.training import fit
-
+from regjax.files import artifacts
+from regjax.files.checkpoint import Checkpoints
+from regjax.train.fit import fit
 
 
 def seconds_per_epoch(config, train, val, directory: Path | None) -> float:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from regjax.devices import cpu_model, device_name  # noqa: F401 (re-exported for the scripts)
+from regjax.train.devices import cpu_model, device_name  # noqa: F401 (re-exported for the scripts)
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +41,8 @@ def run_worker(framework: str, technique: str, args, seed: int = 0) -> dict | No
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, str(HERE / "compare_frameworks.py"), "--worker", framework, "--technique", technique,
+        command = [sys.executable, str(HERE / "compare_frameworks.py"), "--worker", framework,
+                   "--technique", technique,
                    "--seed", str(seed), "--out", str(out), "--dataset", args.dataset]
         for flag, value in (("--epochs", args.epochs), ("--rows", args.rows),
                             ("--data-dir", args.data_dir)):
@@ -83,7 +84,7 @@ def cnn_step_flops(config) -> int:
     forward, kernel-gradient and input-gradient products. Elementwise work (bias, ReLU, the
     pool, the loss, Adam, the augmentation) is left out: it is memory-bound, not compute."""
     from regjax.config import IMAGE_SHAPE, NUM_CLASSES
-    from regjax.models import CNN_FEATURES, CONV_FILTERS
+    from regjax.nn.models import CNN_FEATURES, CONV_FILTERS
 
     b = config.batch_size
     h, w = (s - 2 for s in IMAGE_SHAPE)  # the convolution's output positions
@@ -144,7 +145,7 @@ def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100,
     import jax
     import numpy as np
 
-    from regjax.models import CNN_FEATURES as features
+    from regjax.nn.models import CNN_FEATURES as features
 
     b, units = config.batch_size, config.hidden[0]
     rs = np.random.default_rng(0)

@@ -26,7 +26,7 @@ from flax import linen as nn
 
 from regjax import data
 from regjax.config import preset
-from regjax.training import OneModel
+from regjax.train.fit import OneModel
 
 
 class NaiveMLP(nn.Module):

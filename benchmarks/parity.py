@@ -23,9 +23,9 @@ import sys
 
 from common import available, run_worker  # benchmarks/common.py
 
-from regjax.artifacts import atomic_write
 from regjax.config import TECHNIQUES
-from regjax.report import versus
+from regjax.files.artifacts import atomic_write
+from regjax.reports.report import versus
 
 THRESHOLD = 0.01  # one percentage point
 

@@ -29,7 +29,7 @@ def arrays(technique: str, dataset: data.Dataset):
 # ------------------------------------------------------------------------------ regjax
 
 def run_regjax(technique: str, dataset: data.Dataset, epochs: int | None, seed: int) -> dict:
-    from regjax.training import fit
+    from regjax.train.fit import fit
 
     overrides = {"seed": seed} if epochs is None else {"seed": seed, "epochs": epochs}
     config = cfg.preset(technique, **overrides)

@@ -23,12 +23,18 @@ import statistics
 import sys
 
 import jax
-from common import (cache_bytes, cnn_step_flops, dense_matmul_rate,  # benchmarks/common.py
-                    device, machine, memory_bandwidth)
+from common import (  # benchmarks/common.py
+    cache_bytes,
+    cnn_step_flops,
+    dense_matmul_rate,
+    device,
+    machine,
+    memory_bandwidth,
+)
 
 from regjax import config as cfg
 from regjax import data
-from regjax.training import fit
+from regjax.train.fit import fit
 
 
 def main(argv=None) -> int:

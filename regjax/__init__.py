@@ -12,7 +12,7 @@ in pure JAX, with Keras' semantics.
     model = regjax.load_model("runs/dropout/model.npz")   # what scripts/train.py saved
 
 The compiled program itself (loss, train_step, train_epoch, evaluate as pure functions) is
-regjax.step; many models at once are regjax.batched.fit_batched.
+regjax.train.step; many models at once are regjax.train.batched.fit_batched.
 """
 
 import importlib
@@ -22,9 +22,9 @@ import importlib
 _PUBLIC = {
     "Config": "config", "PRESETS": "config", "TECHNIQUES": "config", "preset": "config",
     "load_dataset": "data", "train_and_validation": "data", "model_data": "data",
-    "fit": "training", "evaluate": "training",
-    "load_model": "artifacts", "save_model": "artifacts",
-    "TrainedModel": "models",
+    "fit": "train.fit", "evaluate": "train.fit",
+    "load_model": "files.artifacts", "save_model": "files.artifacts",
+    "TrainedModel": "nn.models",
 }
 __all__ = sorted(_PUBLIC)
 __version__ = "0.2.0"

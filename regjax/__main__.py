@@ -23,19 +23,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(argv: list[str] | None = None) -> int:
-    from regjax.cli import main as train_main
+    from regjax.cli.train import main as train_main
 
     return train_main(argv)
 
 
 def compare(argv: list[str] | None = None) -> int:
-    from regjax.compare import compare_main
+    from regjax.cli.compare import compare_main
 
     return compare_main(argv)
 
 
 def sweep(argv: list[str] | None = None) -> int:
-    from regjax.sweep import sweep_main
+    from regjax.cli.sweep import sweep_main
 
     return sweep_main(argv)
 

@@ -179,7 +179,7 @@ def type_problems(config: Config) -> list[str]:
 
 
 # The settings that may differ between models trained together in one compiled program (one
-# value per model there): the compiled functions take them as arguments (regjax.step.Knobs).
+# value per model there): the compiled functions take them as arguments (regjax.train.step.Knobs).
 KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
          "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
          "spatial_dropout", "mixup", "cutmix", "random_erasing", "ema")

@@ -17,7 +17,7 @@ as a parent (to derive keys), nor shared between branches:
                                                -> erase     RandomErasing's draws
 
 A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
-recomputed on resume, and a model trained among others (regjax.batched) draws exactly what
+recomputed on resume, and a model trained among others (regjax.train.batched) draws exactly what
 it would draw alone.
 
 `bits(key, shape)` returns exactly what `jax.random.bits(key, shape)` returns for a threefry
@@ -165,7 +165,7 @@ def stable_argsort(keys: jax.Array) -> jax.Array:
     Packing each key and its position into one 64-bit value (key << 32 | position) makes it
     a sort of a single array, which XLA's CPU runtime sorts several times faster than
     argsort's sort of (key, position) pairs; equal keys keep their order, as in a stable
-    sort (benchmarks/step_throughput.py measures the epoch). regjax.step shuffles an
+    sort (benchmarks/step_throughput.py measures the epoch). regjax.train.step shuffles an
     epoch's rows with it."""
     positions = jnp.arange(keys.shape[-1], dtype=jnp.uint32)
     with jax.enable_x64():  # local to these ops: the rest of the program stays 32-bit

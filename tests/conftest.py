@@ -18,7 +18,8 @@ os.environ["KERAS_BACKEND"] = "jax"
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from regjax import data, idx  # noqa: E402
+from regjax import data  # noqa: E402
+from regjax.data import idx
 from tests.helpers import FASHION_DIR, write_idx_dir  # noqa: E402
 
 # The tests check the arithmetic in float32. On GPUs JAX's default runs float32 matrix products

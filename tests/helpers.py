@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from regjax import data, idx, step
+from regjax import data
 from regjax.config import Config
+from regjax.data import idx
+from regjax.train import step
 
 ROOT = Path(__file__).parents[1]
 FASHION_DIR = data.DEBIAN_DIRS["fashion_mnist"]
@@ -37,7 +39,7 @@ def write_idx_dir(directory: Path, train: idx.Split, test: idx.Split, gz: bool =
 
 def loss_function(config: Config):
     """(initial state, loss(params, batch_stats, images, labels, weights, key, train)) of
-    regjax.step.loss for `config`, with its knobs."""
+    regjax.train.step.loss for `config`, with its knobs."""
     program, state = step.make_program(config)
     knobs = step.Knobs.of(config)
 

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from regjax import training
-from regjax.models import TrainedModel
+from regjax.nn.models import TrainedModel
+from regjax.train import fit as training
 
 SAFETY = 10.0
 FLOOR = 1e-6  # relative: a few float32 ulps of a reported mean (a sum of ~1e3 terms)

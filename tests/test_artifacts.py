@@ -10,8 +10,9 @@ import types
 import numpy as np
 import pytest
 
-from regjax import artifacts, data
+from regjax import data
 from regjax.config import Config, preset
+from regjax.files import artifacts
 from tests import keras_oracle as oracle
 from tests.helpers import ROOT, one_line_error, script
 
@@ -73,7 +74,7 @@ def test_an_uncreatable_directory_is_a_one_line_error(tiny_idx_dir):
 HOLD = """
 import sys, time
 from pathlib import Path
-from regjax.artifacts import prepare_output_dir
+from regjax.files.artifacts import prepare_output_dir
 lock = prepare_output_dir(Path(sys.argv[1]), resume=False, overwrite=False, needed_bytes=0)
 (Path(sys.argv[1]) / "history.json").write_text("{}")
 print("holding", flush=True)

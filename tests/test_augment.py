@@ -8,7 +8,7 @@ import pytest
 from keras.src.legacy.preprocessing.image import ImageDataGenerator, apply_affine_transform
 from scipy import stats
 
-from regjax import augment
+from regjax.nn import augment
 
 RANGES = dict(rotation_range=10, shift_range=0.1, shear_range=0.2, zoom_range=0.2)  # notebook's
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import regjax
-from regjax import augment, data, devices, rng, step
-from regjax import batched
-from regjax.batched import fit_batched, over_models, shared_structure
+from regjax import data, rng
 from regjax.config import preset
+from regjax.nn import augment
+from regjax.train import batched, devices, step
+from regjax.train.batched import fit_batched, over_models, shared_structure
 from tests import rounding
 from tests.helpers import quiet
 
@@ -115,7 +116,7 @@ def test_models_with_data_of_their_own_follow_their_single_runs(reference, fashi
                                                                 vmap_width, train_size):
     # A data regime gives each model its own rows and labels (its seed's subset and noise;
     # with label noise alone, the images stay shared and only the labels get a model axis),
-    # still in one program (regjax.batched.ManyModels.put).
+    # still in one program (regjax.train.batched.ManyModels.put).
     dataset = data.Dataset("fashion_mnist", "2,000 rows", data.Split(
         fashion.train.images[:2000], fashion.train.labels[:2000]), small[2])
     configs = [preset("baseline", seed=0, epochs=2, train_size=train_size, label_noise=0.3),

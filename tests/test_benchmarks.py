@@ -27,7 +27,7 @@ def test_compare_frameworks_smoke(tmp_path):
     lines = result.stdout.splitlines()
     rows = {line.split()[1]: line.split() for line in lines if line.startswith("baseline ")}
     for framework in FRAMEWORKS:  # each one ran, or was skipped with a one-line notice
-        skipped = [l for l in lines if l.startswith(f"# skipping {framework}:")]
+        skipped = [line for line in lines if line.startswith(f"# skipping {framework}:")]
         assert (framework in rows) != bool(skipped), result.stdout
     assert "regjax" in rows
     for cells in rows.values():

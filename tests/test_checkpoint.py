@@ -11,14 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from flax import nnx
 
 import regjax
-from regjax import artifacts, idx, step, training
-from regjax.checkpoint import CheckpointError, Checkpoints
 from regjax.config import preset
-from regjax.models import TrainedModel
+from regjax.data import idx
+from regjax.files import artifacts
+from regjax.files.checkpoint import CheckpointError, Checkpoints
+from regjax.nn.models import TrainedModel
+from regjax.train import fit as training
+from regjax.train import step
 from tests.helpers import ROOT, quiet, script, write_idx_dir
 
 SCRIPT = str(ROOT / "scripts" / "train.py")

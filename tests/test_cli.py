@@ -7,8 +7,10 @@ import sys
 import pytest
 
 import regjax
-from regjax import cli, data, report
+from regjax import data
+from regjax.cli import train as cli
 from regjax.config import PRESETS, Config
+from regjax.reports import report
 from tests.helpers import ROOT, one_line_error, script
 
 
@@ -22,7 +24,7 @@ def test_train_writes_history_and_a_model_that_loads_back(tmp_path, tiny_idx_dir
     result = run("--technique", technique, "--data-dir", tiny_idx_dir, "--epochs", 2,
                  "--output-dir", out)
     assert result.returncode == 0, result.stderr
-    assert len([l for l in result.stdout.splitlines() if l.startswith("epoch ")]) == 2
+    assert len([line for line in result.stdout.splitlines() if line.startswith("epoch ")]) == 2
     history = json.loads((out / "history.json").read_text())
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"):
         assert len(history[key]) == history["epochs_run"] == 2

@@ -9,10 +9,10 @@ import struct
 import numpy as np
 from scipy import stats
 
-from regjax import report
-from regjax.compare import compare_main
-from regjax.progress import Progress
-from regjax.sweep import sweep_main
+from regjax.cli.compare import compare_main
+from regjax.cli.sweep import sweep_main
+from regjax.experiment.progress import Progress
+from regjax.reports import report
 
 
 def png_size(path):
@@ -24,7 +24,8 @@ def png_size(path):
 
 def table_rows(markdown):
     """The data rows of the first markdown table: {setting: [cells]}."""
-    rows = [l.strip("|").split("|") for l in markdown.splitlines() if l.startswith("| ")]
+    rows = [line.strip("|").split("|") for line in markdown.splitlines()
+            if line.startswith("| ")]
     return {cells[1].strip(): [c.strip() for c in cells] for cells in rows[1:]}
 
 
@@ -92,7 +93,8 @@ def test_sweep_trains_every_value_and_seed(tmp_path, tiny_idx_dir):
     lines = (out / "report.md").read_text().splitlines()
     for name, value in (("dropout=0", "0"), ("dropout=0.5", "0.5")):
         test = np.array([r["test_accuracy"] for r in groups[name]["runs"]])
-        assert f"| {value} | {100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f} |" in "\n".join(lines)
+        row = f"| {value} | {100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f} |"
+        assert row in "\n".join(lines)
     assert png_size(out / "sweep.png") == tuple(int(report.DPI * x) for x in report.SWEEP_SIZE)
 
 

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from regjax import config as cfg
-from regjax.models import make_model
+from regjax.nn.models import make_model
 from tests import keras_oracle as oracle
 from tests.helpers import ROOT
 

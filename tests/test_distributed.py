@@ -12,7 +12,7 @@ import time
 import jax
 import pytest
 
-from regjax.compare import compare_main
+from regjax.cli.compare import compare_main
 from tests.helpers import ROOT, one_line_error, script, without_timing
 
 ARGS = ["--techniques", "dropout", "--seeds", "2", "--epochs", "1", "--quiet"]

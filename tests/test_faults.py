@@ -14,12 +14,16 @@ import numpy as np
 import pytest
 
 import regjax
-from regjax import artifacts, cli_common, data, idx, models, rng
-from regjax.batched import fit_batched
-from regjax.checkpoint import CheckpointError, Checkpoints
-from regjax.compare import compare_main
+from regjax import data, rng
+from regjax.cli import common as cli_common
+from regjax.cli.compare import compare_main
+from regjax.cli.sweep import sweep_main
 from regjax.config import preset
-from regjax.sweep import sweep_main
+from regjax.data import idx
+from regjax.files import artifacts
+from regjax.files.checkpoint import CheckpointError, Checkpoints
+from regjax.nn import models
+from regjax.train.batched import fit_batched
 from tests.helpers import ROOT, quiet
 from tests.test_cli import assert_one_line_error, in_process
 
@@ -33,7 +37,7 @@ def test_a_crash_before_the_report_keeps_the_checkpoints_and_resumes(tmp_path, t
     def crash(*_):
         raise RuntimeError("the disk went away")
 
-    monkeypatch.setattr("regjax.compare.write_comparison", crash)
+    monkeypatch.setattr("regjax.cli.compare.write_comparison", crash)
     with pytest.raises(RuntimeError):
         compare_main(args)
     assert cli_common.saved_epochs(out / "checkpoints")  # still there to resume from
@@ -127,7 +131,7 @@ def test_a_second_signal_stops_a_compiled_program_at_once():
     for a stop after it, the second ends the process with status 130."""
     child = (
         "import jax, jax.numpy as jnp\n"
-        "from regjax.cli_common import StopOnSignal\n"
+        "from regjax.cli.common import StopOnSignal\n"
         "forever = jax.jit(lambda x: jax.lax.while_loop(lambda c: c >= 0, lambda c: c + 1.0, x))\n"
         "forever.lower(0.0).compile()\n"
         "with StopOnSignal('child'):\n"
@@ -220,7 +224,7 @@ def test_comparisons_refuse_what_would_mislead(tmp_path, capsys, main, args, mes
 
 
 def test_sweep_groups_name_their_values_exactly():
-    from regjax.sweep import group_name
+    from regjax.cli.sweep import group_name
 
     assert group_name("l2", 1e-3) == "l2=0.001" and group_name("l2", 0.0) == "l2=0"
     assert group_name("l2", 1e-3) != group_name("l2", 1.0000001e-3)

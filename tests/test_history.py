@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from regjax.config import Config
-from regjax.history import EarlyStopping, RunRecord
+from regjax.train.history import EarlyStopping, RunRecord
 from tests.keras_oracle import keras_stop_epoch
 
 

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from regjax import idx
+from regjax.data import idx
 from tests.helpers import write_idx_dir
 
 
@@ -24,8 +24,10 @@ def corrupt(tmp_path, name, payload):
 
 
 @pytest.mark.parametrize("payload,message", [
-    (b"\x00\x00\x08\x03" + np.array([2, 28, 28], ">u4").tobytes() + bytes(100), "truncated or corrupt"),
-    (b"\x00\x00\x08\x03" + np.array([2, 28, 28], ">u4").tobytes() + bytes(2 * 784 + 1), "truncated or corrupt"),
+    (b"\x00\x00\x08\x03" + np.array([2, 28, 28], ">u4").tobytes() + bytes(100),
+     "truncated or corrupt"),
+    (b"\x00\x00\x08\x03" + np.array([2, 28, 28], ">u4").tobytes() + bytes(2 * 784 + 1),
+     "truncated or corrupt"),
     (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
     (b"\x12\x34\x08\x03" + bytes(20), "bad magic number"),
     (b"\x00\x00\x0d\x03" + bytes(20), "type code 0x0d"),

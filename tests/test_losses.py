@@ -11,9 +11,9 @@ from flax import nnx
 from jax.test_util import check_grads
 
 from regjax import config as cfg
-from regjax.artifacts import named_arrays
-from regjax.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels, weight_penalty
-from regjax.models import make_model
+from regjax.files.artifacts import named_arrays
+from regjax.nn.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels, weight_penalty
+from regjax.nn.models import make_model
 from tests import keras_oracle as oracle
 from tests.helpers import loss_function
 

@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 
 from regjax import config as cfg
-from regjax import augment, mixing, rng
-from regjax.losses import mixed_one_hot
+from regjax import rng
+from regjax.nn import augment, mixing
+from regjax.nn.losses import mixed_one_hot
 from tests import keras_oracle as oracle
 from tests.helpers import first_step
 

@@ -9,9 +9,16 @@ import pytest
 from scipy import stats
 
 from regjax import config as cfg
-from regjax import step
-from regjax.models import (BN_EPSILON, BN_MOMENTUM, CONV_BLOCK, conv3x3_relu_maxpool,
-                           inverted_dropout, make_model, spatial_dropout_maps)
+from regjax.nn.models import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    CONV_BLOCK,
+    conv3x3_relu_maxpool,
+    inverted_dropout,
+    make_model,
+    spatial_dropout_maps,
+)
+from regjax.train import step
 
 
 def inputs(n=32, seed=0):
@@ -195,7 +202,8 @@ def test_pool_gradient_goes_to_the_first_of_tied_maxima():
     kernel = jnp.ones((3, 3, 1, 2))
     bias = jnp.array([0.5, -0.5])
     grad_bias = jax.grad(lambda b: conv3x3_relu_maxpool(images, kernel, b).sum())(bias)
-    np.testing.assert_array_equal(grad_bias, [4.0, 0.0])  # 2x2 pooled outputs; relu kills the second
+    # 2x2 pooled outputs; relu kills the second
+    np.testing.assert_array_equal(grad_bias, [4.0, 0.0])
     grad_images = jax.grad(lambda x: conv3x3_relu_maxpool(x, kernel, bias).sum())(images)
     # Each window's winner is its top-left corner output: each sees its own 3x3 patch once.
     expected = np.zeros((6, 6))

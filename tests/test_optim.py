@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from regjax.optim import keras_adam
+from regjax.nn.optim import keras_adam
 
 
 def gradient_sequence(steps=200, shape=(50,), seed=0):

@@ -44,7 +44,7 @@ def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1))
     branch functions and the way the model, augmentation, mixing and erasing use their keys:
     every branch of the tree in rng's docstring, the conv block's fold of the dropout key,
     and the data branch."""
-    from regjax.models import CONV_BLOCK
+    from regjax.nn.models import CONV_BLOCK
 
     leaves, parents = [], []
     for seed in seeds:
@@ -62,7 +62,9 @@ def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1))
                 leaves += [jax.random.fold_in(dropout, layer) for layer in (*layers, CONV_BLOCK)]
                 leaves += list(jax.random.split(augment, 6))  # augment.sample_affine_params
                 leaves += [rng.noise_key(step), rng.mix_key(step), rng.erase_key(step)]
-    data = lambda keys: [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys]
+    def data(keys):
+        return [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys]
+
     return data(leaves), data(parents)
 
 

@@ -9,10 +9,10 @@ import jax
 import pytest
 
 from regjax import data
-from regjax.compare import compare_main, train_groups
+from regjax.cli.compare import compare_main, train_groups
+from regjax.cli.sweep import sweep_main
 from regjax.config import preset
-from regjax.shards import parse_shard, share_command, take
-from regjax.sweep import sweep_main
+from regjax.experiment.shards import parse_shard, share_command, take
 from tests import rounding
 from tests.helpers import without_timing
 from tests.test_compare import table_rows
@@ -36,7 +36,7 @@ def histories(results):
 def compared(tmp_path_factory, fashion):
     """One comparison run whole and in two shares (share 1 merged first: order must not
     matter), on 300 real training rows."""
-    from regjax import idx
+    from regjax.data import idx
     from tests.helpers import write_idx_dir
 
     root = tmp_path_factory.mktemp("shards")
@@ -173,6 +173,6 @@ def test_a_merge_reads_every_share_before_it_touches_the_output(compared, tmp_pa
     assert (out / "report.md").read_bytes() == report
     capsys.readouterr()
     free = type("Usage", (), {"free": 11_000_000})  # 1 MB more than the report needs
-    monkeypatch.setattr("regjax.artifacts.shutil.disk_usage", lambda path: free)
+    monkeypatch.setattr("regjax.files.artifacts.shutil.disk_usage", lambda path: free)
     assert compare_main(["--merge", *shares, "--output-dir", str(tmp_path / "m")]) == 0, \
         capsys.readouterr().err

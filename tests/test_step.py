@@ -8,14 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from keras.src.legacy.preprocessing.image import apply_affine_transform
 
-from regjax import augment, rng, step
 from regjax import config as cfg
-from regjax.artifacts import named_arrays
+from regjax import rng
+from regjax.files.artifacts import named_arrays
+from regjax.nn import augment
 from regjax.rng import stable_argsort
-from regjax.step import epoch_batches
+from regjax.train import step
+from regjax.train.step import epoch_batches
 from tests import keras_oracle as oracle
 from tests import rounding
 from tests.helpers import first_step

@@ -1,4 +1,4 @@
-"""The host loop (regjax.training): early stopping and restored weights against Keras'
+"""The host loop (regjax.train.fit): early stopping and restored weights against Keras'
 callback, every reported number against numpy, end-to-end training on real Fashion-MNIST,
 reproducibility, evaluation of a trained model, and memory errors."""
 
@@ -13,9 +13,9 @@ from flax import nnx
 import regjax
 from regjax import config as cfg
 from regjax import data
-from regjax.artifacts import named_arrays
-from regjax.devices import OutOfMemory
-from regjax.models import make_model
+from regjax.files.artifacts import named_arrays
+from regjax.nn.models import make_model
+from regjax.train.devices import OutOfMemory
 from tests import rounding
 from tests.helpers import one_line_error, quiet, script, without_timing
 from tests.keras_oracle import keras_stop_epoch
@@ -166,7 +166,7 @@ def test_a_model_too_large_for_memory_is_a_clear_error(small):
 
 def test_an_epoch_too_large_for_memory_is_a_clear_error(small, monkeypatch):
     # XLA's estimate of the compiled epoch is compared with the free memory before training.
-    monkeypatch.setattr("regjax.devices.free_bytes", lambda device=None: 10**6)
+    monkeypatch.setattr("regjax.train.devices.free_bytes", lambda device=None: 10**6)
     with pytest.raises(OutOfMemory, match="one epoch needs about .* lower --batch-size"):
         regjax.fit(cfg.preset("baseline", hidden=(8,)), *small[:2], log=quiet)
 

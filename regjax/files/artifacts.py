@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from regjax.config import Config
-from regjax.models import TrainedModel, make_model, state_copies, weights_bytes
+from regjax.nn.models import TrainedModel, make_model, state_copies, weights_bytes
 
 CONFIG_KEY = "__config__"
 _UMASK = os.umask(0o022)

@@ -23,7 +23,7 @@ class AdamState(NamedTuple):
     m: optax.Updates
     v: optax.Updates
     # The moving average of the weights that Keras' optimizers keep with use_ema=True
-    # (regjax.step.train_step updates it); None without one.
+    # (regjax.train.step.train_step updates it); None without one.
     ema: optax.Params | None = None
 
 

@@ -1,11 +1,11 @@
 """Many models trained at once: K configs that differ in their seed, in the values of the
 knobs (config.KNOBS: penalties, dropout rate, label smoothing, learning rate, augmentation
 ranges) and in the host-side settings (epochs, early stopping) run as one compiled program:
-regjax.step's epoch mapped over a leading model axis, `vmap_width` models vmapped together
+regjax.train.step's epoch mapped over a leading model axis, `vmap_width` models vmapped together
 and the groups one after another (`lax.map`). On a CPU one model at a time is fastest; on
 an accelerator all of a device's models at once, in narrower groups where XLA's memory
 analysis of the compiled program says they do not fit (thousands of MLPs on one GPU). The
-host loop is regjax.training's.
+host loop is regjax.train.fit's.
 
 Each model keeps its own parameters, optimizer state, batch-norm statistics and key tree
 (from its own seed, exactly as in a single run), so model k follows the run
@@ -14,7 +14,7 @@ products in another order). Early stopping is per model: a model that stops is m
 of the updates (on a CPU, where a device's models run one after another, it is skipped
 and costs nothing) and its history ends at its own epoch, while the others go on.
 
-With several devices (`regjax.devices.use_cpu_devices` on a CPU, which scripts/compare.py
+With several devices (`regjax.train.devices.use_cpu_devices` on a CPU, which scripts/compare.py
 and scripts/sweep.py call), the models are split between them: they never exchange data,
 so each device trains its share alone.
 """
@@ -30,13 +30,13 @@ import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from regjax import devices, step
-from regjax.checkpoint import Checkpoints
 from regjax.config import HOST_SIDE, KNOBS, Config
-from regjax.models import make_model
-from regjax.optim import adam_init
-from regjax.training import check_compiled_fits, check_models_fit, train_loop
-from regjax.idx import Split
+from regjax.data.idx import Split
+from regjax.files.checkpoint import Checkpoints
+from regjax.nn.models import make_model
+from regjax.nn.optim import adam_init
+from regjax.train import devices, step
+from regjax.train.fit import check_compiled_fits, check_models_fit, train_loop
 
 
 def shared_structure(configs: list[Config]) -> Config:
@@ -117,7 +117,7 @@ def narrower(width: int, needed: int, temporaries: int, free: int) -> int:
 
 
 class ManyModels:
-    """The engine of regjax.training.train_loop for K models: the epoch and the evaluation mapped
+    """The engine of regjax.train.fit.train_loop for K models: the epoch and the evaluation mapped
     over the model axis, each device running its share (shard_map). `vmap_width`: how many
     of a device's models run vmapped together. By default, on a CPU one at a time (one
     model's weights and Adam state stay in the core's cache; benchmarks/batched_throughput.py

@@ -1,10 +1,10 @@
-"""The host loop, shared by one model (`fit`) and many trained at once (regjax.batched):
+"""The host loop, shared by one model (`fit`) and many trained at once (regjax.train.batched):
 put the data on the device, compile before the clock starts, train epoch by epoch, record
-each model's metrics (regjax.history), keep best weights, checkpoint and resume, stop on
+each model's metrics (regjax.train.history), keep best weights, checkpoint and resume, stop on
 request, then restore best weights and evaluate on the test split.
 
 An engine runs the compiled program for its models; the loop never looks inside it. This
-module's engine, `OneModel`, jits the pure functions of regjax.step for one config.
+module's engine, `OneModel`, jits the pure functions of regjax.train.step for one config.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from regjax import devices, step
-from regjax.checkpoint import CheckpointError, Checkpoints, restore_run, save_run
 from regjax.config import Config
-from regjax.history import RunRecord
-from regjax.idx import Split, as_split
-from regjax.models import TrainedModel, state_copies, weights_bytes
+from regjax.data.idx import Split, as_split
+from regjax.files.checkpoint import CheckpointError, Checkpoints, restore_run, save_run
+from regjax.nn.models import TrainedModel, state_copies, weights_bytes
+from regjax.train import devices, step
+from regjax.train.history import RunRecord
 
 _train_epoch = jax.jit(step.train_epoch, static_argnums=0, static_argnames="num_steps",
                        donate_argnums=1)
@@ -49,7 +49,7 @@ class Engine(Protocol):
 
 
 class OneModel:
-    """One model: regjax.step's functions jitted, the state donated to each epoch. With
+    """One model: regjax.train.step's functions jitted, the state donated to each epoch. With
     `data_parallel` > 1, the weights and the data replicated on that many devices, each
     training batch split between them."""
 
@@ -256,7 +256,7 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
         ) -> tuple[dict, TrainedModel]:
     """Trains one model as Keras' model.fit does, then evaluates it on `test`.
 
-    Returns (history, trained model). The history (regjax.history.RunRecord.summary) holds
+    Returns (history, trained model). The history (regjax.train.history.RunRecord.summary) holds
     per-epoch loss, accuracy, val_loss, val_accuracy and epoch_seconds (training plus
     validation; compilation happens first and is compile_seconds), the test metrics, and
     `status`: "completed" (all epochs, or stopped early), "interrupted" (`should_stop()` was

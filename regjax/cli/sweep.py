@@ -9,9 +9,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from regjax.compare import (SWEEP_PLOT, check_counts, common_flags, header, report_parser,
-                            run_report, train_and_report, write_report)
-from regjax.cli_common import given_twice, regime_overrides
+from regjax.cli.common import given_twice, regime_overrides
+from regjax.cli.compare import (
+    SWEEP_PLOT,
+    check_counts,
+    common_flags,
+    header,
+    report_parser,
+    run_report,
+    train_and_report,
+    write_report,
+)
 from regjax.config import TECHNIQUES, Config, preset
 
 # What `sweep.py --technique T` varies unless --knob says otherwise.
@@ -129,7 +137,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 def write_sweep(out: Path, results: dict, how: str) -> int:
-    from regjax import report
+    from regjax.reports import report
 
     knob, values, seeds = results["knob"], results["values"], results["seeds"]
     groups = {name: group["runs"] for name, group in results["groups"].items()}

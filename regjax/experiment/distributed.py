@@ -1,7 +1,7 @@
 """A comparison or sweep over several processes (hosts) through JAX's own distributed
 runtime: `jax.distributed.initialize` joins the processes (it detects SLURM, Open MPI and
 Kubernetes, or takes a coordinator address, the number of processes and this one's id);
-each process trains its share of the models on its own devices (regjax.shards numbers
+each process trains its share of the models on its own devices (regjax.experiment.shards numbers
 them), and the shares' results reach process 0 through a collective, which writes the
 report. Models never communicate while training.
 """

@@ -20,7 +20,7 @@ import numpy as np
 
 from regjax import rng
 from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
-from regjax.idx import IDX_STEMS, DataError, Split, find_file, has_idx_files, read_idx_split
+from regjax.data.idx import IDX_STEMS, DataError, Split, find_file, has_idx_files, read_idx_split
 
 DATASETS = ("mnist", "fashion_mnist")
 # Debian's `dataset-fashion-mnist` package installs the IDX files here.
@@ -76,7 +76,7 @@ def prepare_tfds_dataset(name: str, data_dir: str | os.PathLike,
     """Prepares `name` as array_record TFDS data in `data_dir` from the IDX files in
     `idx_dir`. Works without TensorFlow (TFDS' own mnist builders need it) and keeps the
     files' row order, so the Keras validation split is the same rows as with the files."""
-    from regjax import tfds_builder
+    from regjax.data import tfds_builder
 
     tfds_builder.make_builder(name, data_dir, idx_dir).download_and_prepare()
 

@@ -29,9 +29,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from regjax.artifacts import fsync_directory
 from regjax.config import Config
-from regjax.history import RunRecord
+from regjax.files.artifacts import fsync_directory
+from regjax.train.history import RunRecord
 
 MONITOR = "val_loss"
 
@@ -130,7 +130,7 @@ class Checkpoints:
             raise CheckpointError(f"{self.directory}: the checkpoint of epoch {epoch} does "
                                   f"not fit this model ({first_line(e)})", damaged=True) from None
         # Back where `like` lives (on a device, or split between devices).
-        return jax.tree.map(lambda a, l: jax.device_put(a, l.sharding), restored.arrays, like)
+        return jax.tree.map(lambda a, to: jax.device_put(a, to.sharding), restored.arrays, like)
 
     def delete(self, epoch: int) -> None:
         self.wait()
@@ -199,7 +199,7 @@ def save_run(checkpoints: Checkpoints, epoch: int, state, best, records: list[Ru
              rows: tuple[int, int], data: str) -> None:
     """Starts writing the checkpoint of `epoch`: the arrays, and a record of the configs,
     the histories, the number of rows and `data`, the digest of those rows
-    (regjax.training.fingerprint)."""
+    (regjax.train.fit.fingerprint)."""
     arrays = {"state": state, **({"best": best} if best is not None else {})}
     val_losses = [r.epochs["val_loss"][-1] for r in records if r.epochs_run]
     checkpoints.save(epoch, arrays, {

@@ -12,8 +12,16 @@ import sys
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, directory, fail,
-                               resume_command, stopped_message, user_errors)
+from regjax.cli.common import (
+    Parser,
+    StopOnSignal,
+    add_data_flags,
+    directory,
+    fail,
+    resume_command,
+    stopped_message,
+    user_errors,
+)
 from regjax.config import PRESETS, TECHNIQUES, Config, preset
 
 DEFAULTS = Config()
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--devices must be >= 1 and divide --batch-size ({config.batch_size}), "
                      f"got {args.devices}")
     if args.devices > 1:  # on a CPU, XLA presents that many devices (before JAX starts)
-        from regjax.devices import use_cpu_devices
+        from regjax.train.devices import use_cpu_devices
 
         use_cpu_devices(args.devices)
     # Imported here so that --help and bad flags answer at once, without starting JAX.
@@ -231,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = args.output_dir or Path("runs") / args.technique
     lock = None
     try:
-        from regjax import artifacts
-        from regjax.training import check_models_fit
+        from regjax.files import artifacts
+        from regjax.train.fit import check_models_fit
 
         check_models_fit([config])  # before the disk check: name the flag that matters
         lock = artifacts.prepare_output_dir(
@@ -249,9 +257,11 @@ def main(argv: list[str] | None = None) -> int:
 def train(args, argv: list[str], config: Config, output_dir: Path) -> int:
     import jax
 
-    from regjax import artifacts, devices, report
-    from regjax.checkpoint import Checkpoints
-    from regjax.training import fit
+    from regjax.files import artifacts
+    from regjax.files.checkpoint import Checkpoints
+    from regjax.reports import report
+    from regjax.train import devices
+    from regjax.train.fit import fit
 
     if args.devices > jax.device_count():
         return fail(PROG, f"--devices {args.devices}: only {jax.device_count()} device(s) here")

@@ -15,7 +15,7 @@ class OutOfMemory(Exception):
 
 def use_cpu_devices(count: int | None = None) -> None:
     """Makes XLA present `count` CPU devices (default: one per usable core) through JAX's
-    `jax_num_cpu_devices`; models trained together (regjax.batched) are split between them.
+    `jax_num_cpu_devices`; models trained together (regjax.train.batched) are split between them.
     Takes effect only before JAX starts its backends (later, e.g. in a process that has
     already trained, the devices stay as they are); GPUs and TPUs ignore it."""
     try:

@@ -83,10 +83,10 @@ def fail(prog: str, message: str) -> int:
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors a user can fix (data, output directory, checkpoint, memory), answered with
     one line instead of a traceback. Imported late: they start JAX."""
-    from regjax.artifacts import OutputDirError
-    from regjax.checkpoint import CheckpointError
-    from regjax.devices import OutOfMemory
-    from regjax.idx import DataError
+    from regjax.data.idx import DataError
+    from regjax.files.artifacts import OutputDirError
+    from regjax.files.checkpoint import CheckpointError
+    from regjax.train.devices import OutOfMemory
 
     return DataError, OutputDirError, CheckpointError, OutOfMemory
 

@@ -1,5 +1,5 @@
 """`scripts/compare.py`: techniques over many seeds, each technique's seeds trained at once
-(regjax.batched), then report.md, plots and results.json; and the pieces regjax.sweep
+(regjax.train.batched), then report.md, plots and results.json; and the pieces regjax.cli.sweep
 shares with it."""
 
 from __future__ import annotations
@@ -12,9 +12,18 @@ import time
 from pathlib import Path
 
 from regjax import data
-from regjax.cli_common import (Parser, StopOnSignal, add_data_flags, directory, fail,
-                               given_twice, regime_overrides, resume_command, stopped_message,
-                               user_errors)
+from regjax.cli.common import (
+    Parser,
+    StopOnSignal,
+    add_data_flags,
+    directory,
+    fail,
+    given_twice,
+    regime_overrides,
+    resume_command,
+    stopped_message,
+    user_errors,
+)
 from regjax.config import NOTEBOOK, TECHNIQUES, Config, preset
 
 RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS = (
@@ -75,7 +84,7 @@ def check_counts(args, parser) -> None:
         parser.error(f"--process-id must be in 0..{args.num_processes - 1}, got "
                      f"{args.process_id}")
     if args.shard is not None:
-        from regjax.shards import parse_shard
+        from regjax.experiment.shards import parse_shard
 
         try:
             args.shard = parse_shard(args.shard)
@@ -88,13 +97,14 @@ def run_report(args, argv: list[str], parser, write, script: str, report, config
     --merge, reports from the shares' results (report(results, how)); otherwise loads the
     data and calls write(dataset). A share resumed after it finished is not run again. A
     problem the user can fix is one line on stderr and exit status 1."""
-    from regjax.devices import use_cpu_devices
+    from regjax.train.devices import use_cpu_devices
 
     use_cpu_devices()  # before JAX starts: the models are split between the cores
     errors = user_errors()
     lock = None
     try:
-        from regjax import artifacts, distributed, shards
+        from regjax.experiment import distributed, shards
+        from regjax.files import artifacts
 
         if args.resume and args.shard is not None and shards.finished_share(
                 args.output_dir / RESULTS, shards.share_command(script, argv), args.shard):
@@ -140,9 +150,9 @@ def train_groups(batches: list[tuple[str, list[tuple[str, Config]]]], dataset: d
     asked (the batches after it are not started). With `checkpoints`, batch k is
     checkpointed after every epoch in checkpoints/batch-k, and `resume` continues each batch
     from its checkpoints (one that finished is only restored and evaluated)."""
-    from regjax.batched import fit_batched
-    from regjax.checkpoint import Checkpoints
-    from regjax.progress import Progress
+    from regjax.experiment.progress import Progress
+    from regjax.files.checkpoint import Checkpoints
+    from regjax.train.batched import fit_batched
 
     progress = Progress(sum(max(c.epochs for _, c in b) for _, b in batches),
                         enabled=None if not quiet else False)
@@ -213,7 +223,8 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
                      report, **extra) -> int:
     """Trains `batches` (or --shard's share of them), writes results.json, then (unless a
     share) report(results, how)."""
-    from regjax import artifacts, distributed, shards
+    from regjax.experiment import distributed, shards
+    from regjax.files import artifacts
 
     mine, numbers = shards.take(batches, args.shard)
     data.check_regime([c for _, members in batches for _, c in members], dataset)
@@ -249,7 +260,7 @@ def train_and_report(args, argv: list[str], script: str, batches, dataset: data.
     share = {**results, "shard": list(args.shard), "models": models}
     index, count = args.shard
     if args.distributed:
-        from regjax.distributed import gather_json
+        from regjax.experiment.distributed import gather_json
 
         everyone = gather_json(share)  # a collective: every process takes part
         if index:
@@ -330,7 +341,7 @@ def compare_main(argv: list[str] | None = None) -> int:
 
 
 def write_comparison(out: Path, results: dict, how: str) -> int:
-    from regjax import report
+    from regjax.reports import report
 
     groups = {name: group["runs"] for name, group in results["groups"].items()}
     wall = {name: group["wall_seconds"] for name, group in results["groups"].items()}
@@ -370,7 +381,7 @@ def regime(results: dict) -> str:
 
 def write_report(out: Path, text: str, table: str, groups, images: tuple[str, ...]) -> int:
     """report.md: `text`, the runs that did not complete, then the plots; prints the table."""
-    from regjax import artifacts
+    from regjax.files import artifacts
 
     text += "".join(f"\n- not completed: {f}" for f in failures(groups))
     text += "\n" + "\n\n".join(f"![{name.split('.')[0]}]({name})" for name in images) + "\n"

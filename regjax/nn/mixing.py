@@ -3,7 +3,7 @@ blended with a partner from the same batch (MixUp) or given a box of the partner
 (CutMix), and its target mixed with the partner's in the same proportion.
 
 Keras pairs the rows of a batch by a random permutation. A partial last batch here is
-padded with rows of weight 0 (regjax.step), so the permutation is drawn over the real rows
+padded with rows of weight 0 (regjax.train.step), so the permutation is drawn over the real rows
 alone: a real row is never mixed with a padded one, as in Keras, where the last batch is
 simply smaller.
 """
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from regjax import rng
-from regjax.augment import box_bounds, box_mask
+from regjax.nn.augment import box_bounds, box_mask
 
 
 def partners(key: jax.Array, weights: jax.Array) -> jax.Array:
@@ -31,7 +31,7 @@ def partners(key: jax.Array, weights: jax.Array) -> jax.Array:
 
 def mixup(key: jax.Array, images: jax.Array, weights: jax.Array, alpha):
     """keras.layers.MixUp(alpha) on float images [B, H, W]: returns the mixed images and
-    (partner rows, mix weights) for the targets (regjax.losses.mixed_one_hot). Each row's
+    (partner rows, mix weights) for the targets (regjax.nn.losses.mixed_one_hot). Each row's
     weight is drawn from Beta(alpha, alpha); alpha 0 (a model of a batched run without
     mixup) leaves the batch as it is."""
     partner = partners(jax.random.fold_in(key, 0), weights)

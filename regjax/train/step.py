@@ -1,7 +1,8 @@
 """The compiled program: pure functions of a model's state, the data and the knobs.
 
 `loss`, `train_step`, `train_epoch` and `evaluate` are plain functions; the host loops
-(regjax.training for one model, regjax.batched for many) jit them, a batched run maps them over a
+(regjax.train.fit for one model, regjax.train.batched for many) jit them, a batched run maps
+them over a
 model axis. Their first argument, a `Program`, is static: the model's graph and the config
 that decides which layers and loss terms exist. Everything that may differ between models
 trained together (seed, penalties, dropout rate, smoothing, learning rate, augmentation
@@ -25,11 +26,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from regjax import augment, mixing, rng
+from regjax import rng
 from regjax.config import KNOBS, NUM_CLASSES, Config
-from regjax.losses import cross_entropy, mixed_one_hot, weight_penalty
-from regjax.models import make_model
-from regjax.optim import AdamState, adam_init, adam_update
+from regjax.nn import augment, mixing
+from regjax.nn.losses import cross_entropy, mixed_one_hot, weight_penalty
+from regjax.nn.models import make_model
+from regjax.nn.optim import AdamState, adam_init, adam_update
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
 EVAL_CHUNK = 2000  # rows per evaluation chunk (fixed, so any split size compiles once)
@@ -141,7 +143,7 @@ def loss(program: Program, params, batch_stats, images, labels, weights, key,
          knobs: Knobs, *, train: bool, mix=None):
     """Mean cross-entropy over the weighted rows plus the weight penalty, as Keras reports
     it. `images` are float [B, 28, 28]; `key` is the step's dropout key (None when not
-    training); `mix`, MixUp's partners and weights (regjax.mixing), makes the targets mixed
+    training); `mix`, MixUp's partners and weights (regjax.nn.mixing), makes the targets mixed
     (accuracy then counts the mixed target's largest class, as Keras' accuracy does).
     Returns (loss, (new batch stats, Metrics))."""
     c = program.config
@@ -273,5 +275,5 @@ def per_model(metrics: Metrics) -> list[dict]:
     sums of one model)."""
     m = jax.device_get(jax.tree.map(np.atleast_1d, metrics))
     count = np.maximum(m.count.astype(np.float64), 1.0)
-    return [{"loss": float(l), "accuracy": float(a)}
-            for l, a in zip(m.loss / count, m.correct / count)]
+    return [{"loss": float(loss), "accuracy": float(a)}
+            for loss, a in zip(m.loss / count, m.correct / count)]

@@ -16,7 +16,7 @@ def smooth_labels(one_hot: jax.Array, smoothing: float) -> jax.Array:
 
 def mixed_one_hot(labels: jax.Array, mix=None, dtype=jnp.float32) -> jax.Array:
     """One-hot targets of integer labels; with `mix` = (partner rows, weights lam) from
-    regjax.mixing, Keras' mixed targets lam * y + (1 - lam) * y[partner]."""
+    regjax.nn.mixing, Keras' mixed targets lam * y + (1 - lam) * y[partner]."""
     one_hot = jax.nn.one_hot(labels, NUM_CLASSES, dtype=dtype)
     if mix is None:
         return one_hot

@@ -77,8 +77,9 @@ def code_versions() -> dict[str, str]:
     from regjax import __version__
 
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    package = Path(__file__).parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return {"regjax": __version__, "source": digest.hexdigest()[:16], "jax": jax.__version__}
 
 

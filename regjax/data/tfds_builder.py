@@ -15,8 +15,8 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
-from regjax import idx
 from regjax.config import IMAGE_SHAPE, NUM_CLASSES
+from regjax.data import idx
 
 
 def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilder:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from regjax.artifacts import atomic_write  # noqa: E402
+from regjax.files.artifacts import atomic_write  # noqa: E402
 
 DPI = 100
 CURVES_SIZE = (12, 8)  # inches; at DPI 100 the PNG is 1200 x 800 pixels
