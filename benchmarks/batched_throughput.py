@@ -63,14 +63,13 @@ def main(argv=None) -> int:
     use_cpu_devices(args.devices)
     import jax
 
-    from regjax import config as cfg
-    from regjax import data
+    from regjax import data, presets
     from regjax.nn.models import weights_bytes
     from regjax.train.batched import ManyModels, fit_batched
     from regjax.train.fit import fit
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
-    configs = [cfg.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)
+    configs = [presets.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)
                for s in range(max(counts))]
     train, val = data.train_and_validation(dataset, configs[0].validation)
     if args.steps:

@@ -20,20 +20,19 @@ from pathlib import Path
 import jax
 from common import device  # benchmarks/common.py
 
-from regjax import config as cfg
-from regjax import data
-from regjax.files import artifacts
+from regjax import data, presets
+from regjax.files import atomic, outdir
 from regjax.files.checkpoint import Checkpoints
 from regjax.train.fit import fit
 
 
 def seconds_per_epoch(config, train, val, directory: Path | None) -> float:
     """Wall seconds per epoch of fit, compilation excluded."""
-    checkpoints = Checkpoints(directory / artifacts.CHECKPOINTS) if directory else None
+    checkpoints = Checkpoints(directory / outdir.CHECKPOINTS) if directory else None
 
     def write_history(history):
         if directory:
-            artifacts.write_json(directory / artifacts.HISTORY, history)
+            atomic.write_json(directory / outdir.HISTORY, history)
 
     start = time.perf_counter()
     history, _ = fit(config, train, val, log=lambda _: None, checkpoints=checkpoints,
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
-    config = cfg.preset(args.technique, epochs=args.epochs, early_stopping=False)
+    config = presets.preset(args.technique, epochs=args.epochs, early_stopping=False)
     train, val = data.train_and_validation(dataset, config.validation)
     print(f"# {args.technique}, {args.epochs} epochs x {args.repeats} runs each, alternating; "
           f"jax {jax.__version__}, {device()}")

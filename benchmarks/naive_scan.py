@@ -25,7 +25,7 @@ from common import device  # benchmarks/common.py
 from flax import linen as nn
 
 from regjax import data
-from regjax.config import preset
+from regjax.presets import preset
 from regjax.train.fit import OneModel
 
 

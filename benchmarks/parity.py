@@ -23,8 +23,8 @@ import sys
 
 from common import available, run_worker  # benchmarks/common.py
 
-from regjax.config import TECHNIQUES
-from regjax.files.artifacts import atomic_write
+from regjax.files.atomic import atomic_write
+from regjax.presets import TECHNIQUES
 from regjax.reports.report import versus
 
 THRESHOLD = 0.01  # one percentage point

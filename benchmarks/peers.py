@@ -10,17 +10,16 @@ import time
 
 import numpy as np
 
-from regjax import config as cfg
-from regjax import data
+from regjax import data, presets
 
-TECHNIQUES = cfg.TECHNIQUES
+TECHNIQUES = presets.TECHNIQUES
 
 
 def arrays(technique: str, dataset: data.Dataset):
     """(x_train, y_train, x_val, y_val, x_test, y_test) as the notebook sets them up: float
     images in [0, 1], integer labels; the validation part as regjax splits it (the last
     20%, which is also what Keras' validation_split takes)."""
-    config = cfg.preset(technique)
+    config = presets.preset(technique)
     train, val = data.train_and_validation(dataset, config.validation)
     f = lambda s: s.images.astype(np.float32) / 255.0  # noqa: E731
     return f(train), train.labels, f(val), val.labels, f(dataset.test), dataset.test.labels
@@ -32,7 +31,7 @@ def run_regjax(technique: str, dataset: data.Dataset, epochs: int | None, seed: 
     from regjax.train.fit import fit
 
     overrides = {"seed": seed} if epochs is None else {"seed": seed, "epochs": epochs}
-    config = cfg.preset(technique, **overrides)
+    config = presets.preset(technique, **overrides)
     train, val = data.train_and_validation(dataset, config.validation)
     history, _ = fit(config, train, val, dataset.test, log=lambda _: None)
     return {"epoch_seconds": history["epoch_seconds"], "steps_per_epoch":
@@ -183,7 +182,7 @@ def run_keras(technique: str, dataset: data.Dataset, epochs: int | None, seed: i
     import keras
 
     keras.utils.set_random_seed(seed)
-    config = cfg.preset(technique)
+    config = presets.preset(technique)
     epochs = epochs or config.epochs
     x, y, xv, yv, xt, yt = arrays(technique, dataset)
     model = keras_model(technique)
@@ -271,7 +270,7 @@ def run_torch(technique: str, dataset: data.Dataset, epochs: int | None, seed: i
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    config = cfg.preset(technique)
+    config = presets.preset(technique)
     epochs = epochs or config.epochs
     x, y, xv, yv, xt, yt = (torch.from_numpy(np.asarray(a)) for a in arrays(technique, dataset))
     y, yv, yt = y.long(), yv.long(), yt.long()

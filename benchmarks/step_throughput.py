@@ -32,15 +32,14 @@ from common import (  # benchmarks/common.py
     memory_bandwidth,
 )
 
-from regjax import config as cfg
-from regjax import data
+from regjax import data, presets
 from regjax.train.fit import fit
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--techniques", default=",".join(cfg.TECHNIQUES),
+    p.add_argument("--techniques", default=",".join(presets.TECHNIQUES),
                    help="comma-separated presets (default: all)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per technique (default 4)")
     p.add_argument("--dataset", default="fashion_mnist")
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
     results = []
     memory = None  # (bandwidth, rate from memory, cache bytes): measured once, at the first CNN
     for technique in args.techniques.split(","):
-        config = cfg.preset(technique, epochs=args.epochs, early_stopping=False)
+        config = presets.preset(technique, epochs=args.epochs, early_stopping=False)
         train, val = data.train_and_validation(dataset, config.validation)
         rates = [dense_matmul_rate(config)] if config.model == "cnn" else []
         history, _ = fit(config, train, val, log=lambda _: None)

@@ -11,6 +11,13 @@ in pure JAX, with Keras' semantics.
     regjax.evaluate(model, data.test)                     # {"loss": ..., "accuracy": ...}
     model = regjax.load_model("runs/dropout/model.npz")   # what scripts/train.py saved
 
+    history.history                                       # Keras' keys: loss, accuracy, ...
+    regjax.plot(history)                                  # its curves, a matplotlib Figure
+
+    results = regjax.compare(["baseline", "dropout"], seeds=5, epochs=5)
+    results.table(), results.plot(), results.save("runs/compare")
+    regjax.sweep("l2", [0, 1e-4, 1e-3], seeds=3)
+
 The compiled program itself (loss, train_step, train_epoch, evaluate as pure functions) is
 regjax.train.step; many models at once are regjax.train.batched.fit_batched.
 """
@@ -20,11 +27,13 @@ import importlib
 # Where each public name lives. They are imported on first use, so that the command line
 # answers --help and bad flags without loading JAX.
 _PUBLIC = {
-    "Config": "config", "PRESETS": "config", "TECHNIQUES": "config", "preset": "config",
+    "Config": "config", "PRESETS": "presets", "TECHNIQUES": "presets", "preset": "presets",
     "load_dataset": "data", "train_and_validation": "data", "model_data": "data",
     "fit": "train.fit", "evaluate": "train.fit",
-    "load_model": "files.artifacts", "save_model": "files.artifacts",
-    "TrainedModel": "nn.models",
+    "load_model": "files.modelfile", "save_model": "files.modelfile",
+    "NOTEBOOK": "presets", "TrainedModel": "nn.models", "History": "train.history",
+    "compare": "experiment.api", "sweep": "experiment.api", "Results": "experiment.results",
+    "plot": "reports.plots",
 }
 __all__ = sorted(_PUBLIC)
 __version__ = "0.2.0"

@@ -1,67 +1,182 @@
-"""One frozen config describes a run; the notebook's set-ups are named presets of it.
+"""One frozen config describes a run. Every field is written once, here, with what the rest of
+regjax needs to know about it: its help text, its valid range, the flag group it shows in, and
+how it may vary between models trained together. The command-line flags, the validation
+messages, --help, sweep's knob list and the README's techniques table are derived from it.
 
-A technique is data, not a code path: every knob below can be combined with every other
-(dropout plus l2 plus augmentation is one valid run).
+A technique is data, not a code path: every knob can be combined with every other (dropout
+plus l2 plus augmentation is one valid run). The notebook's set-ups are regjax.presets.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 # MNIST-style data: 28x28 grayscale images of 10 classes.
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
+MAX_SEED = 2**31 - 1  # the program takes the seed as an int32
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # knobs reach the program as float32
+INF = math.inf
+
+
+class Range(NamedTuple):
+    """An interval of valid values, closed or open at each end."""
+
+    low: float
+    high: float = INF
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        low, high = (str(v) if isinstance(v, int) else f"{v:g}" for v in self[:2])
+        if self.high == INF:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return (f"in {'(' if self.low_open else '['}{low}, {high}"
+                f"{')' if self.high_open else ']'}")
+
+
+UNIT = Range(0.0, 1.0)  # a probability or a fraction: [0, 1]
+RATE = Range(0.0, 1.0, high_open=True)  # a dropout rate or a momentum: [0, 1)
+NONNEGATIVE = Range(0.0)
+POSITIVE_INT = Range(1)
+# The --help sections of the settings that have several fields.
+AUGMENT = "augmentation (Keras ImageDataGenerator semantics, on device)"
+STOP = "early stopping (on val_loss, Keras semantics)"
+REGIME = "data regime (drawn from each run's seed; see docs/techniques.md)"
+
+
+def setting(default, group: str, help: str, *, metavar: str | None = None,
+            valid: Range | None = None, choices: tuple | None = None, vary: str | None = None,
+            sweep: bool = False, needs: str | None = None, core: bool = False):
+    """A Config field and its metadata:
+    group    the --help section its flag shows in
+    help     what it does (--help appends the default and the presets that set it)
+    valid    the valid range (validate() refuses values outside it), or `choices`
+    vary     "program": may differ between models in one compiled program (a knob, given
+             to the compiled functions as an array); "host": may differ, applied by the host
+             loop per model; None: structural, shared by the models of one program
+    sweep    sweep.py can vary it (--knob)
+    needs    the switch without which it has no effect (a flag given without it is refused)
+    core     one of the baseline's own settings (the techniques table lists its flag)"""
+    return dataclasses.field(default=default, metadata=dict(
+        group=group, help=help, metavar=metavar, valid=valid, choices=choices, vary=vary,
+        sweep=sweep, needs=needs, core=core))
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Every setting of one training run, validated by `validate()`; `preset(name)` gives
-    the notebook's set-ups. Immutable: derive variants with dataclasses.replace."""
+    """Every setting of one training run, validated by `validate()`; regjax.preset(name)
+    gives the notebook's set-ups. Immutable: derive variants with dataclasses.replace."""
 
-    # model
-    model: str = "mlp"  # "mlp" (Dense stack) or "cnn" (Conv 3x3 -> MaxPool -> Dense stack)
-    hidden: tuple[int, ...] = (128, 64)  # sizes of the hidden Dense layers
-    dropout: float = 0.0  # rate of the Dropout after each hidden ReLU
-    spatial_dropout: float = 0.0  # CNN: rate of SpatialDropout2D on the convolution's maps
-    batchnorm: bool = False  # BatchNormalization after each hidden ReLU
-    # loss
-    l1: float = 0.0  # loss += l1 * sum(|kernel|) over hidden kernels
-    l2: float = 0.0  # loss += l2 * sum(kernel**2) over hidden kernels
-    label_smoothing: float = 0.0  # targets * (1 - s) + s / 10
-    # weights (Keras optimizer semantics)
-    weight_decay: float = 0.0  # AdamW: w -= w * wd * lr before each update, every weight
-    max_norm: float = 0.0  # > 0: MaxNorm(c, axis=0) on the hidden Dense kernels after each update
-    ema: float = 0.0  # > 0: Keras' use_ema momentum; the average replaces the weights at the end
-    # inputs
-    gaussian_noise: float = 0.0  # stddev of N(0, s) noise added to the inputs in training
-    mixup: float = 0.0  # > 0: MixUp's alpha (images and targets blended with Beta weights)
-    cutmix: float = 0.0  # > 0: CutMix's factor (a box of another image pasted, in (0, 1])
-    random_erasing: float = 0.0  # > 0: RandomErasing's factor (a box filled with noise)
-    # on-device augmentation (Keras ImageDataGenerator semantics)
-    augment: bool = False
-    rotation_range: float = 10.0  # degrees
-    shift_range: float = 0.1  # fraction of height and of width
-    shear_range: float = 0.2  # degrees, as ImageDataGenerator reads it
-    zoom_range: float = 0.2  # zoom factors drawn from [1 - z, 1 + z] per axis
-    # early stopping on val_loss (Keras EarlyStopping semantics)
-    early_stopping: bool = False
-    patience: int = 3
-    min_delta: float = 0.0
-    restore_best_weights: bool = False
-    # optimisation
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 1e-3  # Adam, b1 0.9, b2 0.999, epsilon 1e-7 (Keras' form)
-    validation: str = "split"  # "split": last 20% of train; "test": train on all, validate on test
-    seed: int = 0
-    # data regime (drawn from the seed; regjax.data.model_data applies it)
-    train_size: int = 0  # > 0: a random subset of this many training rows, before the split
-    label_noise: float = 0.0  # training labels replaced by a random other class with this p
+    # Fields of one group are listed together; --help shows the groups in this order.
+    model: str = setting("mlp", "model", "mlp (Dense stack) or cnn (Conv 3x3, MaxPool, Dense "
+                         "stack)", choices=("mlp", "cnn"))
+    hidden: tuple[int, ...] = setting((128, 64), "model", "sizes of the hidden Dense layers",
+                                      metavar="N,N", core=True)
+    dropout: float = setting(0.0, "model", "Dropout rate after each hidden ReLU",
+                             metavar="RATE", valid=RATE, vary="program", sweep=True)
+    spatial_dropout: float = setting(
+        0.0, "model", "CNN only: whole feature maps of the convolution dropped with this rate "
+        "(keras.layers.SpatialDropout2D)", metavar="RATE", valid=RATE, vary="program",
+        sweep=True)
+    batchnorm: bool = setting(False, "model", "BatchNormalization after each hidden ReLU "
+                              "(momentum 0.99, epsilon 1e-3)")
+    l1: float = setting(0.0, "loss", "loss += L1 * sum|w| over the hidden kernels",
+                        metavar="L1", valid=NONNEGATIVE, vary="program", sweep=True)
+    l2: float = setting(0.0, "loss", "loss += L2 * sum w^2 over the hidden kernels",
+                        metavar="L2", valid=NONNEGATIVE, vary="program", sweep=True)
+    label_smoothing: float = setting(0.0, "loss", "targets * (1 - S) + S / 10", metavar="S",
+                                     valid=UNIT, vary="program", sweep=True)
+    weight_decay: float = setting(
+        0.0, "weights (Keras optimizer semantics)", "AdamW's decoupled decay: every weight "
+        "w -= w * WD * LR before each update (keras.optimizers.AdamW)", metavar="WD",
+        valid=NONNEGATIVE, vary="program", sweep=True)
+    max_norm: float = setting(
+        0.0, "weights (Keras optimizer semantics)", "after each update, each hidden unit's "
+        "incoming weights rescaled to norm <= C (keras.constraints.MaxNorm(C, axis=0); 0: off)",
+        metavar="C", valid=NONNEGATIVE, vary="program", sweep=True)
+    ema: float = setting(
+        0.0, "weights (Keras optimizer semantics)", "a moving average of the weights with this "
+        "momentum (Keras' use_ema=True) replaces them when training ends; validation during "
+        "training sees the raw weights, as in Keras (0: off)", metavar="MOMENTUM",
+        valid=RATE, vary="program", sweep=True)
+    gaussian_noise: float = setting(
+        0.0, "inputs", "N(0, S) noise added to every input pixel (in [0, 1]) in training, a "
+        "fresh draw every step (keras.layers.GaussianNoise)", metavar="S", valid=NONNEGATIVE,
+        vary="program", sweep=True)
+    mixup: float = setting(
+        0.0, "inputs", "MixUp: each training image and its target blended with another's of "
+        "the batch, weights from Beta(ALPHA, ALPHA) (keras.layers.MixUp; 0: off)",
+        metavar="ALPHA", valid=NONNEGATIVE, vary="program", sweep=True)
+    cutmix: float = setting(
+        0.0, "inputs", "CutMix: a random box of another training image of the batch pasted "
+        "into each, targets mixed by the box's area; FACTOR bounds the Beta parameter "
+        "(keras.layers.CutMix; 0: off)", metavar="FACTOR", valid=UNIT, vary="program",
+        sweep=True)
+    random_erasing: float = setting(
+        0.0, "inputs", "RandomErasing: a random box of a training image replaced by N(0, 1) "
+        "noise, each image with probability ~ U(0, FACTOR), so FACTOR / 2 on average, as Keras "
+        "computes it (keras.layers.RandomErasing; 0: off)", metavar="FACTOR", valid=UNIT,
+        vary="program", sweep=True)
+    augment: bool = setting(False, AUGMENT, "a random affine transform of every "
+                            "training image, every step")
+    rotation_range: float = setting(10.0, AUGMENT, "rotation drawn from [-DEG, DEG] degrees",
+                                    metavar="DEG", valid=NONNEGATIVE, vary="program",
+                                    needs="augment")
+    shift_range: float = setting(
+        0.1, AUGMENT, "shift drawn from [-F, F]: under 1 a fraction of the height and width, 1 "
+        "or more pixels, as ImageDataGenerator reads it", metavar="F", valid=NONNEGATIVE,
+        vary="program", needs="augment")
+    shear_range: float = setting(0.2, AUGMENT, "shear drawn from [-DEG, DEG] degrees",
+                                 metavar="DEG", valid=NONNEGATIVE, vary="program",
+                                 needs="augment")
+    zoom_range: float = setting(0.2, AUGMENT, "zoom per axis drawn from [1-Z, 1+Z]",
+                                metavar="Z", valid=RATE, vary="program", needs="augment")
+    early_stopping: bool = setting(False, STOP, "stop when val_loss has not improved for "
+                                   "PATIENCE epochs", vary="host")
+    patience: int = setting(3, STOP, "epochs without improvement before stopping",
+                            metavar="N", valid=Range(0), vary="host", needs="early_stopping")
+    min_delta: float = setting(0.0, STOP, "smallest decrease of val_loss that counts as an "
+                               "improvement", metavar="D", valid=NONNEGATIVE, vary="host",
+                               needs="early_stopping")
+    restore_best_weights: bool = setting(False, STOP, "at the end, restore the weights of the "
+                                         "epoch with the lowest val_loss", vary="host",
+                                         needs="early_stopping")
+    epochs: int = setting(20, "optimisation", "maximum epochs", metavar="N",
+                          valid=POSITIVE_INT, vary="host", core=True)
+    batch_size: int = setting(64, "optimisation", "rows per training step", metavar="N",
+                              valid=POSITIVE_INT, core=True)
+    learning_rate: float = setting(1e-3, "optimisation", "Adam's learning rate (b1 0.9, b2 "
+                                   "0.999, epsilon 1e-7, Keras' form)", metavar="LR",
+                                   valid=Range(0.0, low_open=True), vary="program",
+                                   sweep=True, core=True)
+    validation: str = setting(
+        "split", "optimisation", "split: the last 20% of the training rows validate (Keras' "
+        "validation_split=0.2); test: train on all rows, validate on the test split",
+        choices=("split", "test"))
+    seed: int = setting(0, "optimisation", "seeds initialisation, shuffling, dropout and "
+                        "augmentation", metavar="N", valid=Range(0, MAX_SEED), vary="program",
+                        core=True)
+    # The data regime: drawn from the seed; regjax.data.model_data applies it. A model's
+    # training rows are its own, but their number is shared by the models of one program.
+    train_size: int = setting(
+        0, REGIME, "train on a random N of the training rows, drawn before the validation "
+        "split (which then takes the last 20% of the N); 0: all", metavar="N", valid=Range(0),
+        sweep=True)
+    label_noise: float = setting(
+        0.0, REGIME, "replace each training label, with probability P, by a random other "
+        "class (validation and test labels stay clean)", metavar="P", valid=UNIT,
+        vary="host", sweep=True)
 
     def __post_init__(self):
         # A list of hidden sizes is a tuple here: a Config is hashable (a static argument
@@ -70,54 +185,24 @@ class Config:
             object.__setattr__(self, "hidden", tuple(self.hidden))
 
     def validate(self) -> "Config":
-        """Returns self, or raises ValueError naming the bad knob and the valid range."""
+        """Returns self, or raises ValueError naming each bad field and its valid range."""
         problems = type_problems(self)
         if problems:  # the ranges below assume numbers of the right kind
             raise ValueError("; ".join(problems))
-        if self.model not in ("mlp", "cnn"):
-            problems.append(f"model must be 'mlp' or 'cnn', got {self.model!r}")
+        for field in dataclasses.fields(self):
+            value, meta = getattr(self, field.name), field.metadata
+            if meta["valid"] is not None and value not in meta["valid"]:
+                problems.append(f"{field.name} must be {meta['valid']}, got {value!r}")
+            if meta["choices"] is not None and value not in meta["choices"]:
+                problems.append(f"{field.name} must be one of {', '.join(meta['choices'])}, "
+                                f"got {value!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):  # whole: type_problems
             problems.append(f"hidden sizes must be positive integers, got {self.hidden}")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout rate must be in [0, 1), got {self.dropout}")
-        if not 0.0 <= self.spatial_dropout < 1.0:
-            problems.append(f"spatial dropout rate must be in [0, 1), got {self.spatial_dropout}")
-        elif self.spatial_dropout and self.model != "cnn":
+        if self.spatial_dropout and self.model != "cnn":
             problems.append("spatial dropout drops whole feature maps of the convolution: it "
-                            "needs --model cnn")
-        if not 0.0 <= self.cutmix <= 1.0:
-            problems.append(f"cutmix factor must be in [0, 1], got {self.cutmix}")
-        if not 0.0 <= self.ema < 1.0:
-            problems.append(f"ema momentum must be in [0, 1), got {self.ema}")
-        if not 0.0 <= self.random_erasing <= 1.0:
-            problems.append(f"random erasing factor must be in [0, 1], got {self.random_erasing}")
+                            "needs model cnn")
         if self.cutmix and self.mixup:
             problems.append("mixup and cutmix each mix a batch's rows: use one of them")
-        for name in ("l1", "l2", "weight_decay", "max_norm", "gaussian_noise", "mixup",
-                     "min_delta", "rotation_range", "shift_range", "shear_range"):
-            if not getattr(self, name) >= 0.0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.label_smoothing <= 1.0:
-            problems.append(f"label smoothing must be in [0, 1], got {self.label_smoothing}")
-        if not 0.0 <= self.zoom_range < 1.0:
-            problems.append(f"zoom range must be in [0, 1), got {self.zoom_range}")
-        if self.patience < 0:
-            problems.append(f"patience must be >= 0, got {self.patience}")
-        if self.epochs < 1:
-            problems.append(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            problems.append(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.learning_rate > 0.0:
-            problems.append(f"learning rate must be > 0, got {self.learning_rate}")
-        if self.validation not in ("split", "test"):
-            problems.append(f"validation must be 'split' or 'test', got {self.validation!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            problems.append(f"seed must be in 0..{MAX_SEED} (2**31 - 1), got {self.seed}")
-        if self.train_size < 0:
-            problems.append(f"train size must be a whole number of rows >= 0 (0: all), got "
-                            f"{self.train_size}")
-        if not 0.0 <= self.label_noise <= 1.0:
-            problems.append(f"label noise must be in [0, 1], got {self.label_noise}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -127,9 +212,9 @@ class Config:
 
     def structure(self) -> "Config":
         """The config of the compiled program that trains this one among others: every knob
-        (config.KNOBS) that is on set to 1 and every host-side setting to its default, so
-        that models which differ only in knob values, seeds or epochs share one program
-        (and one trace) while the knobs' values come in as arrays."""
+        (KNOBS) that is on set to 1 and every host-side setting to its default, so that models
+        which differ only in knob values, seeds or epochs share one program (and one trace)
+        while the knobs' values come in as arrays."""
         return dataclasses.replace(
             self, **{name: type(getattr(self, name))(bool(getattr(self, name)))
                      for name in KNOBS if name != "seed"},
@@ -138,16 +223,12 @@ class Config:
     @classmethod
     def from_dict(cls, fields: dict) -> "Config":
         """The inverse of to_dict, also for its JSON form (where `hidden` is a list); raises
-        ValueError naming fields it does not know or lacks."""
+        ValueError naming fields it does not know."""
         names = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(fields, dict) or set(fields) - names:
             unknown = sorted(set(fields) - names) if isinstance(fields, dict) else fields
             raise ValueError(f"not a regjax config: unknown fields {unknown}")
         return cls(**fields)
-
-
-MAX_SEED = 2**31 - 1  # the program takes the seed as an int32
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # knobs reach the program as float32
 
 
 def type_problems(config: Config) -> list[str]:
@@ -178,104 +259,10 @@ def type_problems(config: Config) -> list[str]:
     return problems
 
 
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 # The settings that may differ between models trained together in one compiled program (one
 # value per model there): the compiled functions take them as arguments (regjax.train.step.Knobs).
-KNOBS = ("seed", "l1", "l2", "dropout", "label_smoothing", "learning_rate", "rotation_range",
-         "shift_range", "shear_range", "zoom_range", "weight_decay", "max_norm", "gaussian_noise",
-         "spatial_dropout", "mixup", "cutmix", "random_erasing", "ema")
-# Settings the host applies per model; they may differ between models too. (A model's
-# training rows are its own under a data regime, but their number, train_size, is shared.)
-HOST_SIDE = ("epochs", "early_stopping", "patience", "min_delta", "restore_best_weights",
-             "label_noise")
+KNOBS = tuple(name for name, f in FIELDS.items() if f.metadata["vary"] == "program")
+# Settings the host applies per model; they may differ between models too.
+HOST_SIDE = tuple(name for name, f in FIELDS.items() if f.metadata["vary"] == "host")
 DEFAULTS = Config()
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    config: Config
-    summary: str  # one line, for --help
-    flags: str  # the flags that set what it adds
-
-
-# The notebook's set-ups. Each is the baseline MLP (Dense 128-64-10, Adam, batch 64,
-# 20 epochs, validation_split=0.2) plus what its section of the notebook adds. The summaries
-# are the one place these descriptions are written: --help shows them and the README's
-# techniques table is checked against them (tests/test_config.py).
-PRESETS: dict[str, Preset] = {
-    "baseline": Preset(
-        Config(), "Dense 128-64-10, Adam, batch 64, 20 epochs, last 20% of train validates",
-        "--hidden, --epochs, --batch-size, --learning-rate, --seed"),
-    "l1": Preset(Config(l1=1e-3), "baseline + l1(0.001) on the hidden kernels", "--l1"),
-    "l2": Preset(Config(l2=1e-3), "baseline + l2(0.001) on the hidden kernels", "--l2"),
-    "dropout": Preset(Config(dropout=0.25), "baseline + Dropout(0.25) after each hidden layer",
-                      "--dropout"),
-    "batchnorm": Preset(Config(batchnorm=True),
-                        "baseline + BatchNormalization after each hidden layer", "--batchnorm"),
-    "early_stopping": Preset(
-        Config(early_stopping=True, patience=3, epochs=50),
-        "baseline, up to 50 epochs, stops when val_loss stalls for 3 epochs",
-        "--early-stopping, --patience, --min-delta, --restore-best-weights"),
-    # Conv2D(32, 3x3) -> MaxPool 2x2 -> Dense(128) -> Dense(10), all 60,000 training rows,
-    # validated on the test split.
-    "augmentation": Preset(
-        Config(model="cnn", hidden=(128,), augment=True, validation="test"),
-        "CNN trained on randomly rotated, shifted, sheared and zoomed images, validated on test",
-        "--augment, --rotation-range, --shift-range, --shear-range, --zoom-range, --model cnn"),
-    "label_smoothing": Preset(
-        Config(label_smoothing=0.1, validation="test"),
-        "baseline with targets smoothed by 0.1, validated on test", "--label-smoothing"),
-    # Part 2: the regularizers a reader meets next, each with its Keras 3 reference.
-    "weight_decay": Preset(
-        Config(weight_decay=0.004),
-        "baseline trained with AdamW: decoupled weight decay 0.004 (Keras' default) on every "
-        "weight", "--weight-decay"),
-    "max_norm": Preset(
-        Config(max_norm=3.0),
-        "baseline + MaxNorm(3): each hidden unit's incoming weights rescaled to norm <= 3 "
-        "after every update", "--max-norm"),
-    "gaussian_noise": Preset(
-        Config(gaussian_noise=0.1),
-        "baseline + GaussianNoise(0.1) on the inputs: N(0, 0.1) added to every pixel in "
-        "training", "--gaussian-noise"),
-    "spatial_dropout": Preset(
-        Config(model="cnn", hidden=(128,), spatial_dropout=0.2, validation="test"),
-        "the augmentation preset's CNN, not augmented, + SpatialDropout2D(0.2): whole feature "
-        "maps dropped", "--spatial-dropout, --model cnn"),
-    "mixup": Preset(
-        Config(mixup=0.2),
-        "baseline + MixUp(alpha=0.2): each training image and its target blended with "
-        "another's of the batch", "--mixup"),
-    "cutmix": Preset(
-        Config(cutmix=1.0),
-        "baseline + CutMix(factor=1): a random box of another training image pasted into "
-        "each, targets mixed by area", "--cutmix"),
-    "random_erasing": Preset(
-        Config(random_erasing=1.0),
-        "baseline + RandomErasing(factor=1): a random box of half the training images "
-        "replaced by noise", "--random-erasing"),
-    "weight_ema": Preset(
-        Config(ema=0.99),
-        "baseline with Keras' use_ema=True (momentum 0.99): a moving average of the weights "
-        "replaces them when training ends", "--ema"),
-}
-TECHNIQUES = tuple(PRESETS)
-# Part 1, the notebook's own techniques; the others are Part 2, the ones a reader meets next.
-NOTEBOOK = TECHNIQUES[:TECHNIQUES.index("label_smoothing") + 1]
-
-
-def preset(technique: str, **overrides) -> Config:
-    """The preset named `technique` with `overrides` applied, validated."""
-    if technique not in PRESETS:
-        close = difflib.get_close_matches(technique, TECHNIQUES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"unknown technique {technique!r}{hint}; choose one of {', '.join(TECHNIQUES)}")
-    return dataclasses.replace(PRESETS[technique].config, **overrides).validate()
-
-
-def techniques_table() -> str:
-    """The techniques as a markdown table (the README shows it)."""
-    rows = [f"| `{name}` | {p.summary} | "
-            + ", ".join(f"`{flag}`" for flag in p.flags.split(", ")) + " |"
-            for name, p in PRESETS.items()]
-    return "\n".join(["| technique | what it trains | flags |", "|---|---|---|", *rows])

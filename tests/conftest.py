@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 from regjax import data  # noqa: E402
 from regjax.data import idx
+from regjax.data.split import Split
 from tests.helpers import FASHION_DIR, write_idx_dir  # noqa: E402
 
 # The tests check the arithmetic in float32. On GPUs JAX's default runs float32 matrix products
@@ -43,14 +44,14 @@ def small(fashion):
     """Real rows for quick trainings: 1,500 training, 500 validation (the last rows of the
     training file, as Keras' split takes them) and 500 test rows."""
     train, test = fashion.train, fashion.test
-    return (idx.Split(train.images[:1500], train.labels[:1500]),
-            idx.Split(train.images[-500:], train.labels[-500:]),
-            idx.Split(test.images[:500], test.labels[:500]))
+    return (Split(train.images[:1500], train.labels[:1500]),
+            Split(train.images[-500:], train.labels[-500:]),
+            Split(test.images[:500], test.labels[:500]))
 
 
 @pytest.fixture
 def tiny_idx_dir(tmp_path, fashion):
     """A small real dataset on disk: 300 training rows, 100 test rows."""
-    return write_idx_dir(tmp_path / "idx", idx.Split(fashion.train.images[:300],
+    return write_idx_dir(tmp_path / "idx", Split(fashion.train.images[:300],
                                                      fashion.train.labels[:300]),
-                         idx.Split(fashion.test.images[:100], fashion.test.labels[:100]))
+                         Split(fashion.test.images[:100], fashion.test.labels[:100]))

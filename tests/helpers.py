@@ -11,6 +11,7 @@ import numpy as np
 from regjax import data
 from regjax.config import Config
 from regjax.data import idx
+from regjax.data.split import Split
 from regjax.train import step
 
 ROOT = Path(__file__).parents[1]
@@ -26,7 +27,7 @@ def without_timing(history: dict) -> dict:
     return {k: v for k, v in history.items() if k not in TIMINGS}
 
 
-def write_idx_dir(directory: Path, train: idx.Split, test: idx.Split, gz: bool = True) -> Path:
+def write_idx_dir(directory: Path, train: Split, test: idx.Split, gz: bool = True) -> Path:
     """Writes the four IDX files of a dataset into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     suffix = ".gz" if gz else ""

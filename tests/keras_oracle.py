@@ -88,7 +88,7 @@ def keras_order(config: Config) -> list[str]:
 
 
 def keras_weights(arrays: dict[str, np.ndarray], config: Config) -> list[np.ndarray]:
-    """regjax's named arrays (regjax.files.artifacts.named_arrays, or a model.npz) in the order of
+    """regjax's named arrays (regjax.files.modelfile.named_arrays, or a model.npz) in the order of
     keras_model(config).get_weights(). Both frameworks keep Dense kernels as [in, out] and
     the convolution's as [3, 3, in, out]."""
     return [np.asarray(arrays[name]) for name in keras_order(config)]

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from regjax import data
-from regjax.config import Config, preset
-from regjax.files import artifacts
+from regjax.config import Config
+from regjax.files import outdir
+from regjax.presets import preset
 from tests import keras_oracle as oracle
 from tests.helpers import ROOT, one_line_error, script
 
@@ -41,12 +42,12 @@ def test_output_directory_safety(tmp_path, tiny_idx_dir):
 
 
 def test_a_full_disk_is_detected_before_training(tmp_path, monkeypatch):
-    needed = artifacts.run_bytes(preset("augmentation"), 2)
+    needed = outdir.run_bytes(preset("augmentation"), 2)
     assert needed > 4 * 4 * 692_000  # CNN: 692k weights, with Adam's two moments
-    monkeypatch.setattr(artifacts.shutil, "disk_usage",
+    monkeypatch.setattr(outdir.shutil, "disk_usage",
                         lambda _: types.SimpleNamespace(free=needed - 1))
-    with pytest.raises(artifacts.OutputDirError, match="MB free; this run needs about"):
-        artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
+    with pytest.raises(outdir.OutputDirError, match="MB free; this run needs about"):
+        outdir.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
                                      needed_bytes=needed)
 
 
@@ -54,8 +55,8 @@ def test_a_full_disk_is_detected_before_training(tmp_path, monkeypatch):
 def test_an_unwritable_directory_is_detected_before_training(tmp_path):
     tmp_path.chmod(0o500)
     try:
-        with pytest.raises(artifacts.OutputDirError, match="cannot write to output directory"):
-            artifacts.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
+        with pytest.raises(outdir.OutputDirError, match="cannot write to output directory"):
+            outdir.prepare_output_dir(tmp_path / "run", resume=False, overwrite=False,
                                          needed_bytes=0)
     finally:
         tmp_path.chmod(0o700)
@@ -74,7 +75,7 @@ def test_an_uncreatable_directory_is_a_one_line_error(tiny_idx_dir):
 HOLD = """
 import sys, time
 from pathlib import Path
-from regjax.files.artifacts import prepare_output_dir
+from regjax.files.outdir import prepare_output_dir
 lock = prepare_output_dir(Path(sys.argv[1]), resume=False, overwrite=False, needed_bytes=0)
 (Path(sys.argv[1]) / "history.json").write_text("{}")
 print("holding", flush=True)
@@ -95,15 +96,15 @@ def test_a_directory_in_use_is_refused_until_its_holder_ends(tmp_path, tiny_idx_
         assert one_line_error(result, f"is in use by another run (pid {holder.pid}: "), \
             result.stderr
         for resume, overwrite in ((False, False), (True, False), (False, True)):
-            (out / artifacts.CHECKPOINTS).mkdir(exist_ok=True)
-            with pytest.raises(artifacts.OutputDirError, match="in use by another run"):
-                artifacts.prepare_output_dir(out, resume=resume, overwrite=overwrite,
+            (out / outdir.CHECKPOINTS).mkdir(exist_ok=True)
+            with pytest.raises(outdir.OutputDirError, match="in use by another run"):
+                outdir.prepare_output_dir(out, resume=resume, overwrite=overwrite,
                                              needed_bytes=0)
         assert (out / "history.json").read_text() == "{}"  # the holder's files are untouched
     finally:
         holder.kill()
         holder.wait()
-    lock = artifacts.prepare_output_dir(out, resume=False, overwrite=True, needed_bytes=0)
+    lock = outdir.prepare_output_dir(out, resume=False, overwrite=True, needed_bytes=0)
     lock.release()
     assert not (out / "history.json").exists()
 

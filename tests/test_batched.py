@@ -7,8 +7,8 @@ import pytest
 
 import regjax
 from regjax import data, rng
-from regjax.config import preset
 from regjax.nn import augment
+from regjax.presets import preset
 from regjax.train import batched, devices, step
 from regjax.train.batched import fit_batched, over_models, shared_structure
 from tests import rounding

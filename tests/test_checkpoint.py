@@ -14,11 +14,11 @@ import pytest
 from flax import nnx
 
 import regjax
-from regjax.config import preset
-from regjax.data import idx
-from regjax.files import artifacts
+from regjax.data.split import Split
+from regjax.files import outdir
 from regjax.files.checkpoint import CheckpointError, Checkpoints
 from regjax.nn.models import TrainedModel
+from regjax.presets import preset
 from regjax.train import fit as training
 from regjax.train import step
 from tests.helpers import ROOT, quiet, script, write_idx_dir
@@ -38,8 +38,8 @@ TIMINGS = {"epoch_seconds", "compile_seconds", "train_steps_per_second"}
 def rows_24k(tmp_path_factory, fashion):
     """The first 24,000 training rows and 2,000 test rows of Fashion-MNIST, as IDX files."""
     return write_idx_dir(tmp_path_factory.mktemp("idx24k"),
-                         idx.Split(fashion.train.images[:24000], fashion.train.labels[:24000]),
-                         idx.Split(fashion.test.images[:2000], fashion.test.labels[:2000]),
+                         Split(fashion.train.images[:24000], fashion.train.labels[:24000]),
+                         Split(fashion.test.images[:2000], fashion.test.labels[:2000]),
                          gz=False)
 
 
@@ -64,8 +64,8 @@ def wait_for_epoch(process, epoch):
 
 
 def outcome(out):
-    history = json.loads((out / artifacts.HISTORY).read_text())
-    with np.load(out / artifacts.MODEL) as archive:
+    history = json.loads((out / outdir.HISTORY).read_text())
+    with np.load(out / outdir.MODEL) as archive:
         arrays = {k: archive[k] for k in archive.files}
     return {k: v for k, v in history.items() if k not in TIMINGS}, arrays
 
@@ -99,14 +99,14 @@ def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path, uni
     wait_for_epoch(process, 2)
     process.kill()  # SIGKILL: no handler runs, nothing is flushed
     process.wait()
-    assert not (out / artifacts.MODEL).exists()
-    assert Checkpoints(out / artifacts.CHECKPOINTS).latest_epoch() < 3  # killed mid-run
+    assert not (out / outdir.MODEL).exists()
+    assert Checkpoints(out / outdir.CHECKPOINTS).latest_epoch() < 3  # killed mid-run
     code, stdout, stderr = finish(start(out, rows_24k, "--resume"))
     assert code == 0, stderr
     assert "resuming from the checkpoint of epoch" in stdout
     assert_same_run(out, uninterrupted)
     # Only whole checkpoints remain: the newest two (the best is one of them here).
-    names = sorted(p.name for p in (out / artifacts.CHECKPOINTS).iterdir())
+    names = sorted(p.name for p in (out / outdir.CHECKPOINTS).iterdir())
     assert names == ["2", "3"]
 
 
@@ -119,9 +119,9 @@ def test_signal_finishes_the_epoch_saves_and_resumes_exactly(tmp_path, uninterru
     process.send_signal(sig)
     code, stdout, stderr = finish(process)
     assert code == 128 + sig, stderr
-    history = json.loads((out / artifacts.HISTORY).read_text())
+    history = json.loads((out / outdir.HISTORY).read_text())
     assert history["status"] == "interrupted" and 1 <= history["epochs_run"] < 3
-    assert Checkpoints(out / artifacts.CHECKPOINTS).latest_epoch() == history["epochs_run"]
+    assert Checkpoints(out / outdir.CHECKPOINTS).latest_epoch() == history["epochs_run"]
     assert "Resume with:" in stderr and "--resume" in stderr and "Traceback" not in stderr
     code, _, stderr = finish(start(out, rows_24k, "--resume"))
     assert code == 0, stderr
@@ -177,10 +177,10 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path, tiny_idx_dir):
     assert result.returncode == 3
     assert "non-finite in epoch 1" in result.stderr and "Lower --learning-rate" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    history = json.loads((out / artifacts.HISTORY).read_text())
+    history = json.loads((out / outdir.HISTORY).read_text())
     assert history["status"] == "diverged" and history["epochs_run"] == 0
-    assert not (out / artifacts.MODEL).exists()
-    assert Checkpoints(out / artifacts.CHECKPOINTS).all_epochs() == []
+    assert not (out / outdir.MODEL).exists()
+    assert Checkpoints(out / outdir.CHECKPOINTS).all_epochs() == []
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, tiny_idx_dir):
@@ -217,7 +217,7 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, tiny_idx_d
              "--keep-checkpoints", 3, "--output-dir", out]
     assert run_cli(*flags).returncode == 0
     finished = outcome(out)
-    newest = out / artifacts.CHECKPOINTS / "4"
+    newest = out / outdir.CHECKPOINTS / "4"
     for path in [*(newest / "arrays").rglob("*"), *(newest / "record").rglob("*")]:
         if path.is_file():  # the arrays and record of epoch 4 damaged on disk
             path.write_bytes(b"")

@@ -9,8 +9,9 @@ import pytest
 import regjax
 from regjax import data
 from regjax.cli import train as cli
-from regjax.config import PRESETS, Config
-from regjax.reports import report
+from regjax.config import Config
+from regjax.presets import PRESETS
+from regjax.reports import plots
 from tests.helpers import ROOT, one_line_error, script
 
 
@@ -42,7 +43,7 @@ def test_train_writes_history_and_a_model_that_loads_back(tmp_path, tiny_idx_dir
     raw = (out / "curves.png").read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     assert tuple(int.from_bytes(raw[i:i + 4], "big") for i in (16, 20)) == tuple(
-        int(report.DPI * x) for x in report.RUN_SIZE)
+        int(plots.DPI * x) for x in plots.RUN_SIZE)
 
 
 def test_flags_override_the_preset_and_combine(tmp_path, tiny_idx_dir):
@@ -76,14 +77,14 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
 
 @pytest.mark.parametrize("args,message", [
     (["--technique", "dropuot"], "did you mean 'dropout'"),
-    (["--dropout", "1.0"], "dropout rate must be in [0, 1)"),
-    (["--dropout", "-0.1"], "dropout rate must be in [0, 1)"),
+    (["--dropout", "1.0"], "dropout must be in [0, 1)"),
+    (["--dropout", "-0.1"], "dropout must be in [0, 1)"),
     (["--l1=-1e-3"], "l1 must be >= 0"),
     (["--l2", "-1"], "l2 must be >= 0"),
-    (["--batch-size", "0"], "batch size must be >= 1"),
+    (["--batch-size", "0"], "batch_size must be >= 1"),
     (["--epochs", "0"], "epochs must be >= 1"),
-    (["--label-smoothing", "1.5"], "label smoothing must be in [0, 1]"),
-    (["--learning-rate", "0"], "learning rate must be > 0"),
+    (["--label-smoothing", "1.5"], "label_smoothing must be in [0, 1]"),
+    (["--learning-rate", "0"], "learning_rate must be > 0"),
     (["--epochs", "ten"], "invalid int value"),
     (["--hidden", "12,x"], "comma-separated integers"),
     (["--data-dir", "/nonexistent/dir"], "does not exist"),
@@ -101,16 +102,16 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
     (["--rotation-range", "-5", "--augment"], "rotation_range must be >= 0"),
     (["--shift-range", "-0.1", "--augment"], "shift_range must be >= 0"),
     (["--shear-range", "-1", "--augment"], "shear_range must be >= 0"),
-    (["--zoom-range", "1", "--augment"], "zoom range must be in [0, 1)"),
-    (["--seed", "-1"], "seed must be in 0..2147483647"),
-    (["--train-size", "-5"], "train size must be a whole number of rows >= 0"),
-    (["--label-noise", "1.5"], "label noise must be in [0, 1]"),
+    (["--zoom-range", "1", "--augment"], "zoom_range must be in [0, 1)"),
+    (["--seed", "-1"], "seed must be in [0, 2147483647]"),
+    (["--train-size", "-5"], "train_size must be >= 0"),
+    (["--label-noise", "1.5"], "label_noise must be in [0, 1]"),
     (["--keep-checkpoints", "0"], "--keep-checkpoints must be >= 1"),
     (["--technique"], "expected one argument"),
     (["--epochs", "3", "--bogus"], "unrecognized arguments: --bogus"),
     # The seed reaches the program as an int32; every knob as a float32.
-    (["--seed", "2147483648"], "seed must be in 0..2147483647"),
-    (["--seed", str(2**64)], "seed must be in 0..2147483647"),
+    (["--seed", "2147483648"], "seed must be in [0, 2147483647]"),
+    (["--seed", str(2**64)], "seed must be in [0, 2147483647]"),
     (["--l1", "inf"], "l1 must be a finite number"),
     (["--l2", "1e300"], "l2 must be a finite number"),
     (["--weight-decay", "inf"], "weight_decay must be a finite number"),

@@ -3,16 +3,16 @@ diverging model is reported as such; the progress display."""
 
 import io
 import json
-import re
 import struct
+import sys
 
 import numpy as np
 from scipy import stats
 
+from regjax import data
 from regjax.cli.compare import compare_main
 from regjax.cli.sweep import sweep_main
-from regjax.experiment.progress import Progress
-from regjax.reports import report
+from regjax.reports import plots
 
 
 def png_size(path):
@@ -71,8 +71,8 @@ def test_compare_report_matches_its_histories_and_writes_plots(tmp_path, tiny_id
                                          - stats.norm.ppf(0.975))
         n = next(n for n in range(2, 10**7) if power(n) >= 0.8)
         assert rows[name][10] == str(n), (name, rows[name][10], n)
-    assert png_size(out / "curves.png") == tuple(int(report.DPI * x) for x in report.CURVES_SIZE)
-    assert png_size(out / "summary.png") == tuple(int(report.DPI * x) for x in report.SUMMARY_SIZE)
+    assert png_size(out / "curves.png") == tuple(int(plots.DPI * x) for x in plots.CURVES_SIZE)
+    assert png_size(out / "summary.png") == tuple(int(plots.DPI * x) for x in plots.SUMMARY_SIZE)
     # A second run refuses to overwrite the report unless told to.
     assert compare_main(["--output-dir", str(out), "--seeds", "1",
                          "--data-dir", str(tiny_idx_dir)]) == 1
@@ -95,23 +95,28 @@ def test_sweep_trains_every_value_and_seed(tmp_path, tiny_idx_dir):
         test = np.array([r["test_accuracy"] for r in groups[name]["runs"]])
         row = f"| {value} | {100 * test.mean():.2f} ± {100 * test.std(ddof=1):.2f} |"
         assert row in "\n".join(lines)
-    assert png_size(out / "sweep.png") == tuple(int(report.DPI * x) for x in report.SWEEP_SIZE)
+    assert png_size(out / "sweep.png") == tuple(int(plots.DPI * x) for x in plots.SWEEP_SIZE)
 
 
-def test_progress_draws_on_a_terminal_only():
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
+def test_progress_shows_every_programs_epochs_on_a_terminal_only(tiny_idx_dir, monkeypatch):
+    """The bar counts the epochs of every program of the plan, and draws nothing where
+    stderr is not a terminal (logs and pipes stay clean) unless asked to."""
+    from regjax.experiment import runner
+    from regjax.experiment.plan import compare_plan
 
-    shown, hidden = Terminal(), io.StringIO()
-    for stream in (shown, hidden):
-        progress = Progress(4, stream=stream)
-        progress.advance(1, "dropout")
-        progress.advance(3, "dropout")
-        progress.close()
-    assert hidden.getvalue() == ""
-    assert "dropout  [1/4 epochs]" in shown.getvalue()
-    assert re.search(r"\[4/4 epochs\]  elapsed 0:00:\d\d  remaining 0:00:00", shown.getvalue())
+    plan = compare_plan(["baseline", "l2"], 1, command="test", epochs=2,
+                        data_dir=tiny_idx_dir)
+    dataset = data.load_dataset("fashion_mnist", tiny_idx_dir)
+    for progress, terminal in ((None, False), (True, False), (None, True)):
+        stream = io.StringIO()
+        stream.isatty = lambda: terminal
+        monkeypatch.setattr(sys, "stderr", stream)
+        runner.train_groups(list(plan.batches), dataset, progress)
+        shown = stream.getvalue()
+        if progress or terminal:
+            assert "l2: 100%" in shown and "4/4" in shown and "baseline" in shown, shown
+        else:
+            assert shown == ""
 
 
 def test_a_sweep_with_a_diverging_value_still_writes_its_report(tmp_path, tiny_idx_dir, capsys):
@@ -125,4 +130,4 @@ def test_a_sweep_with_a_diverging_value_still_writes_its_report(tmp_path, tiny_i
     text = (out / "report.md").read_text()
     assert "| 1e+08 | no run completed |" in text
     assert "- not completed: learning_rate=1e+08 seed 0: diverged" in text
-    assert png_size(out / "sweep.png") == tuple(int(report.DPI * x) for x in report.SWEEP_SIZE)
+    assert png_size(out / "sweep.png") == tuple(int(plots.DPI * x) for x in plots.SWEEP_SIZE)

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from regjax import config as cfg
+from regjax import presets
 from regjax.nn.models import make_model
 from tests import keras_oracle as oracle
 from tests.helpers import ROOT
@@ -21,7 +22,7 @@ def test_presets_are_the_notebooks_settings():
             base.validation) == ("mlp", (128, 64), 20, 64, 1e-3, "split")
     added = {name: {f.name: getattr(p.config, f.name) for f in dataclasses.fields(cfg.Config)
                     if getattr(p.config, f.name) != getattr(base, f.name)}
-             for name, p in cfg.PRESETS.items()}
+             for name, p in presets.PRESETS.items()}
     assert added == {
         "baseline": {}, "l1": {"l1": 1e-3}, "l2": {"l2": 1e-3}, "dropout": {"dropout": 0.25},
         "batchnorm": {"batchnorm": True},
@@ -41,12 +42,12 @@ def test_presets_are_the_notebooks_settings():
 
 
 def test_the_readme_shows_the_presets_table():
-    assert cfg.techniques_table() in (ROOT / "README.md").read_text()
+    assert presets.techniques_table() in (ROOT / "README.md").read_text()
 
 
 def test_unknown_technique_suggests_the_closest():
     with pytest.raises(ValueError, match="did you mean 'dropout'"):
-        cfg.preset("dropuot")
+        presets.preset("dropuot")
 
 
 def layer_summary(model) -> list[tuple]:
@@ -58,7 +59,7 @@ def layer_summary(model) -> list[tuple]:
             for layer in model.layers[:-1]] + [("Dense", model.layers[-1].units)]
 
 
-@pytest.mark.parametrize("technique", cfg.TECHNIQUES)
+@pytest.mark.parametrize("technique", presets.TECHNIQUES)
 def test_each_preset_builds_the_notebooks_keras_model(technique):
     """The Keras model of each preset (tests/keras_oracle.py, built from the config) has the
     layers, settings and parameter count of the notebook's own code for that section
@@ -67,7 +68,7 @@ def test_each_preset_builds_the_notebooks_keras_model(technique):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import peers
 
-    config = cfg.preset(technique)
+    config = presets.preset(technique)
     notebook, ours = peers.keras_model(technique), oracle.keras_model(config)
     assert layer_summary(ours) == layer_summary(notebook)
     optimizer = lambda m: {k: v for k, v in m.optimizer.get_config().items()  # noqa: E731

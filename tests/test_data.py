@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 
 from regjax import data
-from regjax.config import preset
+from regjax.presets import preset
 
 
 def test_debian_fashion_mnist_is_complete_and_sane(fashion):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from regjax.data import idx
+from regjax.data.split import Split
 from tests.helpers import write_idx_dir
 
 
@@ -50,8 +51,8 @@ def test_truncated_gzip_is_rejected(tmp_path, fashion):
 
 
 def test_mismatched_counts_and_bad_labels_are_rejected(tmp_path, fashion):
-    train = idx.Split(fashion.train.images[:50], fashion.train.labels[:50])
-    test = idx.Split(fashion.test.images[:20], fashion.test.labels[:20])
+    train = Split(fashion.train.images[:50], fashion.train.labels[:50])
+    test = Split(fashion.test.images[:20], fashion.test.labels[:20])
     directory = write_idx_dir(tmp_path / "a", train, test)
     idx.write_idx(directory / "train-labels-idx1-ubyte.gz", train.labels[:49].astype(np.uint8))
     with pytest.raises(idx.DataError, match="50 images but .* 49 labels"):

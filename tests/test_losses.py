@@ -11,7 +11,8 @@ from flax import nnx
 from jax.test_util import check_grads
 
 from regjax import config as cfg
-from regjax.files.artifacts import named_arrays
+from regjax import presets
+from regjax.files.modelfile import named_arrays
 from regjax.nn.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels, weight_penalty
 from regjax.nn.models import make_model
 from tests import keras_oracle as oracle
@@ -69,8 +70,8 @@ def test_l1_value_and_gradient_at_zero():
 
 def test_full_loss_l2_adds_exactly_penalty_gradient():
     images, labels, w = batch()
-    _, g0 = loss_grads(cfg.preset("baseline"), images, labels, w)
-    s2, g2 = loss_grads(cfg.preset("l2"), images, labels, w)
+    _, g0 = loss_grads(presets.preset("baseline"), images, labels, w)
+    s2, g2 = loss_grads(presets.preset("l2"), images, labels, w)
     kernels = [s2.params["head"]["hidden"][i]["kernel"][...] for i in range(2)]
     hidden = [g2["head"]["hidden"][i]["kernel"][...] - g0["head"]["hidden"][i]["kernel"][...]
               for i in range(2)]
@@ -137,7 +138,7 @@ def test_full_loss_matches_finite_differences_in_float64(technique):
     as TensorFlow's) and the CNN's patch convolution with its first-maximum pooling rule.
     Elsewhere the gradient is JAX's autodiff of plain jnp code, which this would test instead
     of regjax (the Keras train_on_batch tests in test_step.py check those gradients' use)."""
-    config = cfg.preset(technique, hidden=(12, 8) if technique != "augmentation" else (6,))
+    config = presets.preset(technique, hidden=(12, 8) if technique != "augmentation" else (6,))
     with jax.enable_x64(True):
         state, full_loss = loss_function(config)
         params = jax.tree.map(lambda a: a.astype(jnp.float64), state.params)

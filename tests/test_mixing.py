@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from regjax import config as cfg
-from regjax import rng
+from regjax import presets, rng
 from regjax.nn import augment, mixing
 from regjax.nn.losses import mixed_one_hot
 from tests import keras_oracle as oracle
@@ -71,7 +70,7 @@ def test_a_training_step_trains_on_the_mixed_batch(fashion, technique, mix):
     """The preset's step reports the loss of the batch mixed with the draws of the step's
     mix key, against the mixed targets, and counts a row correct when the prediction is
     the mixed target's largest class (as Keras' accuracy does)."""
-    config = cfg.preset(technique)
+    config = presets.preset(technique)
     reported, images, key, loss_of = first_step(config, fashion)
     x = jnp.asarray(images.astype(np.float32) / 255)
     mixed, mix = mix(rng.mix_key(key), x, jnp.ones(64), getattr(config, technique))
@@ -182,7 +181,7 @@ def test_random_erasing_draws_are_distributed_as_keras_draws():
 def test_a_training_step_trains_on_the_erased_batch(fashion):
     """The random_erasing preset's step reports the loss of its batch erased with the draws
     of the step's erase key (targets untouched), not of the clean batch."""
-    reported, images, key, loss_of = first_step(cfg.preset("random_erasing"), fashion)
+    reported, images, key, loss_of = first_step(presets.preset("random_erasing"), fashion)
     x = jnp.asarray(images.astype(np.float32) / 255)
     erased = augment.random_erasing(rng.erase_key(key), x, 1.0)
     assert reported["loss"] == pytest.approx(loss_of(erased)[0], rel=1e-5)

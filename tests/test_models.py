@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from regjax import config as cfg
+from regjax import presets
 from regjax.nn.models import (
     BN_EPSILON,
     BN_MOMENTUM,
@@ -136,7 +137,7 @@ def test_the_cnn_drops_its_pooled_maps_in_training_only():
     """The spatial_dropout preset's CNN: in training, the head sees the pooled maps times the
     mask drawn from the convolution block's branch of the step's dropout key; in evaluation
     the maps as they are. A knob of 0 (a batched model without it) is the identity."""
-    config = cfg.preset("spatial_dropout", hidden=(16,))
+    config = presets.preset("spatial_dropout", hidden=(16,))
     model = make_model(config)
     images = jax.random.uniform(jax.random.key(1), (8, 28, 28))
     key = jax.random.key(2)
@@ -152,7 +153,7 @@ def test_the_cnn_drops_its_pooled_maps_in_training_only():
     np.testing.assert_array_equal(
         model(images, train=True, key=key, spatial_dropout=jnp.float32(0.0)), head(pooled))
     with pytest.raises(ValueError, match="spatial dropout .* needs --model cnn"):
-        cfg.preset("baseline", spatial_dropout=0.2)
+        presets.preset("baseline", spatial_dropout=0.2)
 
 
 def test_batchnorm_statistics_ignore_padded_rows():
@@ -218,7 +219,7 @@ def test_initialisers_are_keras_glorot_uniform_by_fan_and_zero_biases(technique)
     """Every kernel is uniform on +-sqrt(6 / (fan_in + fan_out)) (Kolmogorov-Smirnov against
     that distribution), the convolution's fans counting its 3x3 receptive field (fan_in
     3*3*1, fan_out 3*3*32); every bias is zero."""
-    model = make_model(cfg.preset(technique))
+    model = make_model(presets.preset(technique))
     kernels = [layer.kernel[...] for layer in (*model.head.hidden, model.head.output)]
     if technique == "augmentation":
         kernels.insert(0, model.kernel[...])

@@ -9,10 +9,12 @@ import jax
 import pytest
 
 from regjax import data
-from regjax.cli.compare import compare_main, train_groups
+from regjax.cli.compare import compare_main
 from regjax.cli.sweep import sweep_main
-from regjax.config import preset
+from regjax.data.split import Split
+from regjax.experiment.runner import train_groups
 from regjax.experiment.shards import parse_shard, share_command, take
+from regjax.presets import preset
 from tests import rounding
 from tests.helpers import without_timing
 from tests.test_compare import table_rows
@@ -36,13 +38,12 @@ def histories(results):
 def compared(tmp_path_factory, fashion):
     """One comparison run whole and in two shares (share 1 merged first: order must not
     matter), on 300 real training rows."""
-    from regjax.data import idx
     from tests.helpers import write_idx_dir
 
     root = tmp_path_factory.mktemp("shards")
-    data = write_idx_dir(root / "idx", idx.Split(fashion.train.images[:300],
+    data = write_idx_dir(root / "idx", Split(fashion.train.images[:300],
                                                  fashion.train.labels[:300]),
-                         idx.Split(fashion.test.images[:100], fashion.test.labels[:100]))
+                         Split(fashion.test.images[:100], fashion.test.labels[:100]))
     args = [*COMPARE, "--data-dir", str(data)]
     whole = run(compare_main, args, root / "whole")
     for i in range(2):
@@ -141,12 +142,12 @@ def test_a_stopped_comparison_resumes_to_the_same_histories(compared, tmp_path):
     batches = [("dropout", [("dropout", preset("dropout", seed=seed, epochs=2))
                             for seed in range(3)])]
     calls = iter(range(100))
-    _, _, interrupted = train_groups(batches, dataset, True, tmp_path, False,
+    _, _, interrupted = train_groups(batches, dataset, False, tmp_path, False,
                                      should_stop=lambda: next(calls) >= 1)
     assert interrupted
     assert sorted(p.name for p in (tmp_path / "batch-0").iterdir()) == ["1"]
     cap = iter(range(100))  # were a finished batch to train on, it would stop, not hang
-    groups, _, interrupted = train_groups(batches, dataset, True, tmp_path, resume=True,
+    groups, _, interrupted = train_groups(batches, dataset, False, tmp_path, resume=True,
                                           should_stop=lambda: next(cap) >= 10)
     assert not interrupted
     resumed = {name: [without_timing(r) for r in runs] for name, runs in groups.items()}
@@ -173,6 +174,6 @@ def test_a_merge_reads_every_share_before_it_touches_the_output(compared, tmp_pa
     assert (out / "report.md").read_bytes() == report
     capsys.readouterr()
     free = type("Usage", (), {"free": 11_000_000})  # 1 MB more than the report needs
-    monkeypatch.setattr("regjax.files.artifacts.shutil.disk_usage", lambda path: free)
+    monkeypatch.setattr("regjax.files.outdir.shutil.disk_usage", lambda path: free)
     assert compare_main(["--merge", *shares, "--output-dir", str(tmp_path / "m")]) == 0, \
         capsys.readouterr().err

@@ -11,8 +11,8 @@ import pytest
 from keras.src.legacy.preprocessing.image import apply_affine_transform
 
 from regjax import config as cfg
-from regjax import rng
-from regjax.files.artifacts import named_arrays
+from regjax import presets, rng
+from regjax.files.modelfile import named_arrays
 from regjax.nn import augment
 from regjax.rng import stable_argsort
 from regjax.train import step
@@ -48,7 +48,7 @@ def test_partial_last_batch_counts_every_row_once(small):
     weights) plus the 36 real rows of the padded second one (the weights after the first
     step), each computed alone; the 28 padding slots weigh nothing."""
     train = small[0]
-    config = cfg.preset("baseline")
+    config = presets.preset("baseline")
     program, state = step.make_program(config)
     knobs = step.Knobs.of(config)
     images, labels = jnp.asarray(train.images[:100]), jnp.asarray(train.labels[:100])
@@ -74,7 +74,7 @@ def test_each_epoch_trains_on_the_order_its_key_tree_gives(small):
     """The first step of an epoch trains on the first batch of the permutation drawn from
     shuffle(epoch(seed, e)): its reported loss is the initial model's loss on those rows."""
     train = small[0]
-    config = cfg.preset("baseline", seed=3)  # no dropout or batch norm: train = eval mode
+    config = presets.preset("baseline", seed=3)  # no dropout or batch norm: train = eval mode
     program, state = step.make_program(config)
     knobs = step.Knobs.of(config)
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
@@ -154,7 +154,7 @@ def test_training_steps_match_keras_train_on_batch(fashion, technique):
     follows has an analytic gradient of zero wherever its unit is active on every row (the
     normalisation removes any shift), so on both sides it is rounding noise, which Adam turns
     into steps of up to the learning rate; it can only be held to that bound."""
-    config = cfg.preset(technique, **STRONGER.get(technique, {}))
+    config = presets.preset(technique, **STRONGER.get(technique, {}))
     images, labels = fashion.train.images[:2000], fashion.train.labels[:2000].astype(np.int32)
     batches = [np.arange(64 * i, 64 * (i + 1)) for i in range(29)] + [np.arange(1856, 1892)]
     ours, model, losses = run_both(config, images, labels, batches)
@@ -189,7 +189,7 @@ def test_a_training_step_trains_on_keras_warped_images(fashion):
     against numpy in test_training.py.) The CNN without dropout or batch norm computes the
     same in training and evaluation mode, so the loss can be recomputed. float32 warps agree
     with Keras' float64 to ~1e-5 per pixel, which moves the loss by ~1e-5 relative."""
-    reported, images, key, loss_of = first_step(cfg.preset("augmentation", hidden=(32,)),
+    reported, images, key, loss_of = first_step(presets.preset("augmentation", hidden=(32,)),
                                                 fashion)
     p = augment.sample_affine_params(rng.augment_key(key), 64, 28, 28, rotation_range=10,
                                      shift_range=0.1, shear_range=0.2, zoom_range=0.2)
@@ -229,7 +229,7 @@ def test_a_training_step_trains_on_the_noisy_inputs(fashion):
     """The gaussian_noise preset's step reports the loss of its batch plus the noise drawn
     from the step's noise key (normalised pixels + 0.1 N(0, 1)), not of the clean batch.
     The MLP without dropout computes the same in training and evaluation mode."""
-    reported, images, key, loss_of = first_step(cfg.preset("gaussian_noise"), fashion)
+    reported, images, key, loss_of = first_step(presets.preset("gaussian_noise"), fashion)
     clean = images.astype(np.float32) / 255
     noisy = clean + 0.1 * np.asarray(rng.normal(rng.noise_key(key), clean.shape))
     assert reported["loss"] == pytest.approx(loss_of(noisy)[0], rel=1e-5)
@@ -243,7 +243,7 @@ def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
     gradients (Adam's first moment after one step, m = 0.1 g) equal those of the 36 rows
     alone (to float32 rounding of sums over different row counts: 1e-4 of each array's
     largest entry). Statistics, float32 against float64: ~1e-6."""
-    config = cfg.preset("batchnorm")
+    config = presets.preset("batchnorm")
     program, state = step.make_program(config)
     knobs = step.Knobs.of(config)
     images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)

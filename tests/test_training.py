@@ -12,8 +12,8 @@ from flax import nnx
 
 import regjax
 from regjax import config as cfg
-from regjax import data
-from regjax.files.artifacts import named_arrays
+from regjax import data, presets
+from regjax.files.modelfile import named_arrays
 from regjax.nn.models import make_model
 from regjax.train.devices import OutOfMemory
 from tests import rounding
@@ -27,7 +27,7 @@ def test_fit_stops_and_restores_where_keras_earlystopping_does_on_its_own_val_lo
     train, val, _ = small
     stopped_early = []
     for seed in (0, 1):
-        config = cfg.preset("early_stopping", epochs=10, patience=1, restore_best_weights=True,
+        config = presets.preset("early_stopping", epochs=10, patience=1, restore_best_weights=True,
                             learning_rate=0.02, hidden=(64,), seed=seed)
         history, model = regjax.fit(config, train, val, log=quiet)
         stopped, kept = keras_stop_epoch(history["val_loss"], config.patience,
@@ -117,7 +117,7 @@ def test_every_reported_number_equals_numpy_from_the_same_weights(small, overrid
     technique = overrides.pop("technique", "baseline")
     train, val, test = small
     train = data.Split(train.images[:64], train.labels[:64])  # one step: batch 64
-    config = cfg.preset(technique, epochs=1, validation="split", **overrides)
+    config = presets.preset(technique, epochs=1, validation="split", **overrides)
     history, model = regjax.fit(config, train, val, test, log=quiet)
     initial = arrays_of(make_model(config))
     checks = [(history["val_loss"][0], history["val_accuracy"][0], arrays_of(model.module), val),
@@ -133,7 +133,7 @@ def test_every_reported_number_equals_numpy_from_the_same_weights(small, overrid
 
 def test_one_epoch_of_baseline_on_fashion_mnist_reaches_80_percent_reproducibly(fashion):
     train, val = data.train_and_validation(fashion, "split")
-    config = cfg.preset("baseline", epochs=1)
+    config = presets.preset("baseline", epochs=1)
     history, model = regjax.fit(config, train, val, fashion.test, log=quiet)
     assert history["val_accuracy"][0] >= 0.80
     assert history["test_accuracy"] >= 0.78
@@ -147,7 +147,7 @@ def test_one_epoch_of_baseline_on_fashion_mnist_reaches_80_percent_reproducibly(
 @pytest.mark.parametrize("technique", ["dropout", "batchnorm", "augmentation"])
 def test_same_seed_gives_identical_histories(small, technique):
     train, val, _ = small
-    config = cfg.preset(technique, epochs=2, **({"hidden": (32,)} if technique ==
+    config = presets.preset(technique, epochs=2, **({"hidden": (32,)} if technique ==
                                                "augmentation" else {}))
     runs = [regjax.fit(config, train, val, log=quiet) for _ in range(2)]
     h1, h2 = (without_timing(h) for h, _ in runs)
@@ -161,14 +161,14 @@ def test_same_seed_gives_identical_histories(small, technique):
 def test_a_model_too_large_for_memory_is_a_clear_error(small):
     # 784 x 10^9 float32 weights: far beyond any machine; refused before anything is allocated.
     with pytest.raises(OutOfMemory, match="lower --hidden"):
-        regjax.fit(cfg.preset("baseline", hidden=(10**9,)), *small[:2], log=quiet)
+        regjax.fit(presets.preset("baseline", hidden=(10**9,)), *small[:2], log=quiet)
 
 
 def test_an_epoch_too_large_for_memory_is_a_clear_error(small, monkeypatch):
     # XLA's estimate of the compiled epoch is compared with the free memory before training.
     monkeypatch.setattr("regjax.train.devices.free_bytes", lambda device=None: 10**6)
     with pytest.raises(OutOfMemory, match="one epoch needs about .* lower --batch-size"):
-        regjax.fit(cfg.preset("baseline", hidden=(8,)), *small[:2], log=quiet)
+        regjax.fit(presets.preset("baseline", hidden=(8,)), *small[:2], log=quiet)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu",
@@ -186,7 +186,7 @@ def test_data_parallel_training_on_4_devices_follows_one_device(tmp_path, tiny_i
     assert result.returncode == 0, result.stderr
     four = json.loads((tmp_path / "d4" / "history.json").read_text())
     dataset = data.read_idx_dataset("tiny", tiny_idx_dir)
-    config = cfg.preset("batchnorm", epochs=2)
+    config = presets.preset("batchnorm", epochs=2)
     splits = (*data.train_and_validation(dataset, config.validation), dataset.test)
     one, _ = regjax.fit(config, *splits, log=quiet)
     perturbed, _ = rounding.perturbed_fit(config, *splits)

@@ -1,6 +1,6 @@
 """Command-line pieces shared by train, compare and sweep: the parser that answers bad flags
-in one line, the data flags, the one-line error for a failure a user can fix, and stopping
-cleanly on Ctrl-C or SIGTERM."""
+in one line, the one-line error for a failure a user can fix, and stopping cleanly on Ctrl-C
+or SIGTERM. (The flags themselves: regjax.cli.flags.)"""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-
-from regjax.data import DATASETS
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,47 +23,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):  # one line, no usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def directory(text: str) -> Path:
-    """A directory flag's value: an empty one is refused (it would mean the current
-    directory, where --overwrite deletes files)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory, got an empty name (use . for "
-                                         "the current directory)")
-    return Path(text)
-
-
-def given_twice(values: list) -> list:
-    """The values that occur more than once in `values`, sorted: a setting listed twice
-    would count its seeds twice in one group of a report."""
-    return sorted({v for v in values if values.count(v) > 1})
-
-
-def add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="fashion_mnist", metavar="NAME",
-                   help=f"{' or '.join(DATASETS)} (default: fashion_mnist, installable "
-                        "with `apt-get install dataset-fashion-mnist`; the notebook used mnist)")
-    p.add_argument("--data-dir", type=directory, metavar="DIR",
-                   help="directory with the four IDX files (train-images-idx3-ubyte[.gz], ...) "
-                        "or a prepared TFDS data dir; default: search the TFDS data dir, "
-                        "Debian's dataset package, then download")
-    p.add_argument("--no-download", action="store_true",
-                   help="never try to download the dataset")
-    g = p.add_argument_group("data regime (drawn from each run's seed; see docs/techniques.md)")
-    g.add_argument("--train-size", type=int, metavar="N",
-                   help="train on a random N of the training rows, drawn before the "
-                        "validation split (which then takes the last 20%% of the N); default: "
-                        "all")
-    g.add_argument("--label-noise", type=float, metavar="P",
-                   help="replace each training label, with probability P, by a random other "
-                        "class (validation and test labels stay clean); default 0")
-
-
-def regime_overrides(args: argparse.Namespace) -> dict:
-    """The data regime flags that were given, as Config fields."""
-    return {name: getattr(args, name) for name in ("train_size", "label_noise")
-            if getattr(args, name) is not None}
 
 
 def resume_command(script: str, argv: list[str]) -> str:
@@ -81,14 +38,18 @@ def fail(prog: str, message: str) -> int:
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The errors a user can fix (data, output directory, checkpoint, memory), answered with
-    one line instead of a traceback. Imported late: they start JAX."""
+    """The errors a user can fix (data, output directory, checkpoint, memory, shares to merge,
+    processes to join), answered with one line instead of a traceback. Imported late: they
+    start JAX."""
     from regjax.data.idx import DataError
-    from regjax.files.artifacts import OutputDirError
+    from regjax.experiment.distributed import DistributedError
+    from regjax.experiment.shards import MergeError
     from regjax.files.checkpoint import CheckpointError
+    from regjax.files.outdir import OutputDirError
     from regjax.train.devices import OutOfMemory
 
-    return DataError, OutputDirError, CheckpointError, OutOfMemory
+    return (DataError, OutputDirError, CheckpointError, OutOfMemory, MergeError,
+            DistributedError)
 
 
 class StopOnSignal:

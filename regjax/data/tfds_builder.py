@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from regjax.config import IMAGE_SHAPE, NUM_CLASSES
 from regjax.data import idx
+from regjax.data.split import Split
 
 
 def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilder:
@@ -42,7 +43,7 @@ def make_builder(name: str, data_dir, idx_dir) -> tfds.core.GeneratorBasedBuilde
             return {split: self._generate_examples(idx.read_idx_split(Path(idx_dir), split))
                     for split in idx.IDX_FILES}
 
-        def _generate_examples(self, split: idx.Split):
+        def _generate_examples(self, split: Split):
             for i, (image, label) in enumerate(zip(split.images, split.labels)):
                 yield i, {"image": PIL.Image.fromarray(np.asarray(image)), "label": int(label)}
 

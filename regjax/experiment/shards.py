@@ -120,16 +120,16 @@ def merge(directories: list[Path], script: str) -> dict:
     return merge_results(shares, script)
 
 
-def merge_results(shares: list[tuple[object, dict]], script: str) -> dict:
+def merge_results(shares: list[tuple[object, dict]], script: str | None = None) -> dict:
     """[(where it came from, a share's results)] merged into the results a one-process run
     writes ("command" the shares' common command, every group's runs in model order, a
     group's wall time the longest of its shares'); raises MergeError naming what does not
-    fit together."""
+    fit together (`script`: the one that must have written them)."""
     for path, results in shares:
         if "shard" not in results:
             raise MergeError(f"{path}: not a share (it was written without --shard)")
     first_path, first = shares[0]
-    if not first["command"].startswith(f"python {script}"):
+    if script is not None and not first["command"].startswith(f"python {script}"):
         raise MergeError(f"{first_path}: written by {first['command'].split()[1]}, not "
                          f"{script}; merge with that script")
     for path, results in shares[1:]:

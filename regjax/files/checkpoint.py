@@ -30,7 +30,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from regjax.config import Config
-from regjax.files.artifacts import fsync_directory
+from regjax.files.atomic import fsync_directory
 from regjax.train.history import RunRecord
 
 MONITOR = "val_loss"

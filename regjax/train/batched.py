@@ -31,7 +31,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from regjax.config import HOST_SIDE, KNOBS, Config
-from regjax.data.idx import Split
+from regjax.data.split import Split
 from regjax.files.checkpoint import Checkpoints
 from regjax.nn.models import make_model
 from regjax.nn.optim import adam_init

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from regjax.config import Config
-from regjax.data.idx import Split, as_split
+from regjax.data.split import Split, as_split
 from regjax.files.checkpoint import CheckpointError, Checkpoints, restore_run, save_run
 from regjax.nn.models import TrainedModel, state_copies, weights_bytes
 from regjax.train import devices, step

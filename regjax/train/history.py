@@ -19,6 +19,22 @@ EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 STATUSES = ("running", "completed", "interrupted", "diverged")
 
 
+class History(dict):
+    """A run as history.json holds it (RunRecord.summary), which also reads as Keras' History
+    does: `history.history` holds the per-epoch metrics under Keras' keys, `history.epoch`
+    the epochs run (numbered from 0, as Keras numbers them)."""
+
+    KERAS_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return {key: list(self[key]) for key in self.KERAS_KEYS}
+
+    @property
+    def epoch(self) -> list[int]:
+        return list(range(self["epochs_run"]))
+
+
 @dataclasses.dataclass
 class EarlyStopping:
     """Keras' EarlyStopping(monitor='val_loss') rule.
@@ -108,11 +124,11 @@ class RunRecord:
         if self.status == "running":
             self.status = "interrupted" if interrupted else "completed"
 
-    def summary(self) -> dict:
+    def summary(self) -> History:
         """The run as history.json holds it."""
         seconds = self.epochs["epoch_seconds"]
         steps = self.steps_per_epoch
-        return {
+        return History({
             "status": self.status, "config": self.config.to_dict(), **self.epochs,
             "epochs_run": self.epochs_run, "stopped_early": self.stopped_early,
             "best_epoch": self.best_epoch, "compile_seconds": self.compile_seconds,
@@ -124,7 +140,7 @@ class RunRecord:
             **({"diverged_epoch": self.diverged_epoch} if self.diverged_epoch else {}),
             **({"test_loss": self.test["loss"], "test_accuracy": self.test["accuracy"]}
                if self.test else {}),
-        }
+        })
 
     def checkpoint(self) -> dict:
         """What a checkpoint stores to continue this record exactly (JSON)."""

@@ -1,12 +1,11 @@
 """The compiled program: pure functions of a model's state, the data and the knobs.
 
 `loss`, `train_step`, `train_epoch` and `evaluate` are plain functions; the host loops
-(regjax.train.fit for one model, regjax.train.batched for many) jit them, a batched run maps
-them over a
-model axis. Their first argument, a `Program`, is static: the model's graph and the config
-that decides which layers and loss terms exist. Everything that may differ between models
-trained together (seed, penalties, dropout rate, smoothing, learning rate, augmentation
-ranges) comes in as `Knobs`, always passed explicitly.
+(regjax.train.fit for one model, regjax.train.batched for many) jit them, a batched run
+maps them over a model axis. Their first argument, a `Program`, is static: the model's graph
+and the config that decides which layers and loss terms exist. Everything that may differ
+between models trained together (seed, penalties, dropout rate, smoothing, learning rate,
+augmentation ranges) comes in as `Knobs`, always passed explicitly.
 
 The whole dataset sits on the device as uint8. One call of `train_epoch` draws the epoch's
 permutation, gathers each batch by index, normalises and augments it and takes the optimizer
@@ -16,6 +15,7 @@ shapes never change and no row is dropped or repeated. Keys come from regjax.rng
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from typing import Any, NamedTuple
@@ -43,28 +43,11 @@ class TrainState(NamedTuple):
     opt_state: AdamState
 
 
-class Knobs(NamedTuple):
+class Knobs(collections.namedtuple("Knobs", KNOBS)):
     """The settings that may differ between models trained together (config.KNOBS), as
     arrays: scalars for one model, one value per model along a leading axis for many."""
 
-    seed: Any
-    l1: Any
-    l2: Any
-    dropout: Any
-    label_smoothing: Any
-    learning_rate: Any
-    rotation_range: Any
-    shift_range: Any
-    shear_range: Any
-    zoom_range: Any
-    weight_decay: Any
-    max_norm: Any
-    gaussian_noise: Any
-    spatial_dropout: Any
-    mixup: Any
-    cutmix: Any
-    random_erasing: Any
-    ema: Any
+    __slots__ = ()
 
     @classmethod
     def of(cls, configs: Config | list[Config]) -> "Knobs":
@@ -75,9 +58,6 @@ class Knobs(NamedTuple):
                                    np.int32 if name == "seed" else np.float32)
                         for name in cls._fields))
         return stacked if many else jax.tree.map(lambda a: a[0], stacked)
-
-
-assert Knobs._fields == KNOBS
 
 
 class Metrics(NamedTuple):

@@ -1,36 +1,23 @@
-"""What a run leaves on disk, written atomically (a temporary file, then a rename), so an
-interrupted run never leaves a half-written file: history.json, the trained model and the
-checkpoints directory; and the checks that make an output directory safe to use.
-
-The model is a plain `.npz` (numpy's standard archive): one array per parameter or
-batch-norm statistic, keyed by its path in the model (e.g. `params/head/hidden/0/kernel`),
-plus the run's config as JSON, so it can be loaded back without regjax too.
-"""
+"""The output directory of a run: the names of what each kind of run writes there, and
+the checks and lock that make the directory safe to use (empty, or this run's own files to
+resume or overwrite; room on the disk; no other run using it)."""
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shlex
 import shutil
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx, traverse_util
-
 from regjax.config import Config
-from regjax.nn.models import TrainedModel, make_model, state_copies, weights_bytes
+from regjax.files.atomic import UMASK, atomic_write
 
-CONFIG_KEY = "__config__"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process' umask (there is no call that only reads it)
 HISTORY, MODEL, CURVES, CHECKPOINTS = "history.json", "model.npz", "curves.png", "checkpoints"
-RUN_FILES = (HISTORY, MODEL, CURVES, CHECKPOINTS)
+RUN_FILES = (HISTORY, MODEL, CURVES, CHECKPOINTS)  # train.py's
+RESULTS, REPORT, SUMMARY, SWEEP_PLOT = "results.json", "report.md", "summary.png", "sweep.png"
+EXPERIMENT_FILES = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS)  # compare, sweep
 LOCK = ".regjax.lock"  # held by the run using the directory (see DirectoryLock)
 
 
@@ -42,6 +29,8 @@ def run_bytes(config: Config, keep_checkpoints: int) -> int:
     """About how much disk a run needs: its checkpoints (every copy of the weights its state
     holds, models.state_copies; `keep_checkpoints` plus the best plus one being written) and
     the final model."""
+    from regjax.nn.models import state_copies, weights_bytes  # JAX: imported when needed
+
     weights = weights_bytes(config)
     per_checkpoint = weights * state_copies(config)
     return per_checkpoint * (keep_checkpoints + 2) + weights
@@ -56,7 +45,7 @@ class DirectoryLock:
 
     def __init__(self, directory: Path, created: bool = False):
         self.directory, self.path, self.created = directory, directory / LOCK, created
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -162,87 +151,3 @@ def check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume) -
                              "model: free some space or choose another --output-dir")
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Calls write(file object) on a temporary file beside `path`, then renames it over
-    `path`; on any error the temporary file is removed and `path` is untouched."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would create it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)  # the rename itself survives a power cut
-
-
-def fsync_directory(path: str | os.PathLike) -> None:
-    """Flushes a directory's entries (a rename into it, a new file) to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    text = json.dumps(obj, indent=2, allow_nan=True) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _flat(params: nnx.State, batch_stats: nnx.State) -> dict[tuple, np.ndarray]:
-    tree = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(batch_stats)}
-    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
-
-
-def _name(path: tuple) -> str:
-    return "/".join(map(str, path))
-
-
-def named_arrays(params: nnx.State, batch_stats: nnx.State) -> dict[str, np.ndarray]:
-    """A model's arrays under the names model.npz gives them: "params/head/hidden/0/kernel",
-    "batch_stats/head/norms/0/mean", ..."""
-    return {_name(k): v for k, v in _flat(params, batch_stats).items()}
-
-
-def save_model(path: str | os.PathLike, model: TrainedModel) -> None:
-    _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
-    arrays = named_arrays(params, batch_stats)
-    arrays[CONFIG_KEY] = np.asarray(json.dumps(model.config.to_dict()))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def load_model(path: str | os.PathLike) -> TrainedModel:
-    """The model a run saved (its config and weights), from a file written by save_model;
-    raises ValueError naming the file if it is not one (truncated, another format, a config
-    regjax cannot use, arrays that do not fit that config)."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            stored = {k: archive[k] for k in archive.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a model file written by regjax (a .npz archive; "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                         ) from None
-    if not isinstance(stored, dict) or CONFIG_KEY not in stored:
-        raise ValueError(f"{path}: not a regjax model file (no config inside)")
-    try:
-        config = Config.from_dict(json.loads(str(stored.pop(CONFIG_KEY)))).validate()
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{path}: its config cannot be used ({type(e).__name__}: {e})") from None
-    graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
-    expected = _flat(params, batch_stats)
-    if {_name(k) for k in expected} != set(stored) or any(
-            (v.shape, v.dtype) != (stored[_name(k)].shape, stored[_name(k)].dtype)
-            for k, v in expected.items()):
-        raise ValueError(f"{path}: its arrays (names, shapes or dtypes) do not match the model "
-                         "its config describes")
-    tree = traverse_util.unflatten_dict({k: jnp.asarray(stored[_name(k)]) for k in expected})
-    nnx.replace_by_pure_dict(params, tree["params"])
-    nnx.replace_by_pure_dict(batch_stats, tree.get("batch_stats", {}))  # none without BN
-    return TrainedModel(config, nnx.merge(graphdef, params, batch_stats))

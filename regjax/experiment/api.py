@@ -1,0 +1,53 @@
+"""The Python API of an experiment, as a notebook user expects it:
+
+    results = regjax.compare(["baseline", "dropout"], seeds=5, epochs=5)
+    results.table()                  # a row per technique, ranked
+    results.plot()                   # the report's figures, shown inline
+    results.save("runs/compare")     # results.json, report.md and the plots
+    regjax.sweep("l2", [0, 1e-4, 1e-3], seeds=3).table()
+
+Each builds the plan the command line would (regjax.experiment.plan) and runs it
+(regjax.experiment.runner) in this process; keyword arguments are Config fields applied to
+every run (epochs, train_size, label_noise, batch_size, ...) or the plan's own settings
+(dataset, data_dir, output_dir, resume, ensemble, progress).
+"""
+
+from __future__ import annotations
+
+from regjax.experiment.plan import compare_plan, sweep_plan
+from regjax.experiment.results import Results
+
+
+def call_text(function: str, *args, **kwargs) -> str:
+    """How the call reads, for the report's "Produced by" line."""
+    given = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items() if v is not None]
+    return f"regjax.{function}({', '.join(given)})"
+
+
+def run_plan(plan) -> Results:
+    from regjax.experiment.runner import run
+    from regjax.train.devices import use_cpu_devices
+
+    use_cpu_devices()  # the models split between the cores, if JAX has not started yet
+    return run(plan)
+
+
+def compare(techniques="all", seeds: int = 5, epochs: int | None = None, *,
+            progress: bool = True, **settings) -> Results:
+    """Trains every technique (a preset name, a list of them, or "all") over seeds
+    0..seeds-1, each technique's seeds as one compiled program; returns their Results."""
+    names = [techniques] if isinstance(techniques, str) and techniques != "all" else techniques
+    command = call_text("compare", names, seeds=seeds, epochs=epochs, **settings)
+    return run_plan(compare_plan(names, seeds, command=command, epochs=epochs,
+                                 progress=progress, **settings))
+
+
+def sweep(technique: str, values, knob: str | None = None, seeds: int = 3,
+          epochs: int | None = None, *, progress: bool = True, **settings) -> Results:
+    """Trains `technique` with `knob` (default: the technique's own, e.g. l2 for "l2") at
+    each of `values`, over seeds 0..seeds-1, all in one compiled program; returns Results."""
+    values = list(values)
+    command = call_text("sweep", technique, values, knob=knob, seeds=seeds, epochs=epochs,
+                        **settings)
+    return run_plan(sweep_plan(technique, values, knob, seeds, command=command, epochs=epochs,
+                               progress=progress, **settings))
