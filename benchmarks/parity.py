@@ -25,7 +25,7 @@ from common import available, run_worker  # benchmarks/common.py
 
 from regjax.files.atomic import atomic_write
 from regjax.presets import TECHNIQUES
-from regjax.reports.report import versus
+from regjax.reports.stats import versus
 
 THRESHOLD = 0.01  # one percentage point
 

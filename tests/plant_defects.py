@@ -38,10 +38,11 @@ DEFECTS = [
            "self.knobs = jax.device_put(step.Knobs.of(self.configs[1:] + self.configs[:1]), "
            "self.per_model)",
            ("tests/test_batched.py::test_each_batched_model_follows_its_single_run",)),
-    Defect("the checkpoints are deleted before results.json is written", "regjax/cli/compare.py",
-           "    if args.shard is None:  # written, then the checkpoints go: a crash between "
-           "loses nothing",
-           "    shutil.rmtree(checkpoints, ignore_errors=True)\n    if args.shard is None:",
+    Defect("the checkpoints are deleted before results.json is written",
+           "regjax/experiment/runner.py",
+           "    if out is not None:\n        results.save(",
+           "    if out is not None:\n        shutil.rmtree(checkpoints, ignore_errors=True)\n"
+           "        results.save(",
            ("tests/test_faults.py::test_a_crash_before_the_report_keeps_the_checkpoints_and"
             "_resumes",)),
     Defect("a checkpoint does not check its data", "regjax/files/checkpoint.py",
@@ -78,7 +79,7 @@ DEFECTS = [
     Defect("padded rows enter the loss", "regjax/train/step.py",
            "total = jnp.sum(per_example * weights)", "total = jnp.sum(per_example)",
            ("tests/test_step.py::test_partial_last_batch_counts_every_row_once",)),
-    Defect("power computed at the 10% level", "regjax/reports/report.py",
+    Defect("power computed at the 10% level", "regjax/reports/stats.py",
            "z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)",
            "z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)",
            ("tests/test_compare.py::test_compare_report_matches_its_histories_and_writes_plots",)),
@@ -86,8 +87,8 @@ DEFECTS = [
            "elif name != \"min_delta\" and not (math.isfinite(value)",
            "elif False and not (math.isfinite(value)",
            ("tests/test_cli.py::test_bad_input_is_one_line_without_traceback",)),
-    Defect("a merge may write over one of its own shares", "regjax/cli/compare.py",
-           "if any(Path(d).resolve() == args.output_dir.resolve() for d in args.merge):",
+    Defect("a merge may write over one of its own shares", "regjax/experiment/runner.py",
+           "if any(Path(d).resolve() == Path(output_dir).resolve() for d in directories):",
            "if False:",
            ("tests/test_shards.py::test_a_merge_reads_every_share_before_it_touches_the_output",)),
 ]

@@ -152,7 +152,7 @@ def test_the_cnn_drops_its_pooled_maps_in_training_only():
     assert not np.allclose(head(masked), head(pooled), rtol=1e-3)  # the mask bites
     np.testing.assert_array_equal(
         model(images, train=True, key=key, spatial_dropout=jnp.float32(0.0)), head(pooled))
-    with pytest.raises(ValueError, match="spatial dropout .* needs --model cnn"):
+    with pytest.raises(ValueError, match="spatial dropout .* needs model cnn"):
         presets.preset("baseline", spatial_dropout=0.2)
 
 
