@@ -34,8 +34,9 @@ def directory(text: str) -> Path:
 def shown(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" \
-        if isinstance(value, float) else str(value)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def field_help(name: str) -> str:
@@ -54,8 +55,9 @@ def config_flags(p: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
     for name in names:
         field = FIELDS[name]
         meta = field.metadata
-        g = groups.get(meta["group"]) or groups.setdefault(
-            meta["group"], p.add_argument_group(meta["group"]))
+        if meta["group"] not in groups:
+            groups[meta["group"]] = p.add_argument_group(meta["group"])
+        g = groups[meta["group"]]
         kind = {"float": float, "int": int, "str": str,
                 "tuple[int, ...]": hidden_sizes}.get(field.type)
         if field.type == "bool":

@@ -33,6 +33,11 @@ def groups_of(record: dict) -> dict[str, list[dict]]:
     return {name: group["runs"] for name, group in record["groups"].items()}
 
 
+def walls_of(record: dict) -> dict[str, float]:
+    """Each setting's wall time: that of the program that trained it."""
+    return {name: group["wall_seconds"] for name, group in record["groups"].items()}
+
+
 def rows(record: dict) -> list[dict]:
     """One row of statistics per setting: ranked by test accuracy for a comparison (with the
     difference to the baseline), in order of the values for a sweep."""
@@ -40,8 +45,7 @@ def rows(record: dict) -> list[dict]:
     if kind(record) == "sweep":
         return [{"value": v, **(group_stats(groups.get(group_name(record["knob"], v), []))
                                 or {})} for v in record["values"]]
-    wall = {name: group["wall_seconds"] for name, group in record["groups"].items()}
-    return tables.comparison_table(groups, wall, reference="baseline")[0]
+    return tables.comparison_table(groups, walls_of(record), reference="baseline")[0]
 
 
 def table_text(record: dict) -> str:
@@ -49,8 +53,7 @@ def table_text(record: dict) -> str:
     and Part 2 ranked apart, each against the baseline; a sweep's row per value."""
     if kind(record) == "sweep":
         return tables.sweep_table(record["knob"], rows(record))
-    groups = groups_of(record)
-    wall = {name: group["wall_seconds"] for name, group in record["groups"].items()}
+    groups, wall = groups_of(record), walls_of(record)
     parts = [(title, {name: runs for name, runs in groups.items()
                       if name in members or name == "baseline"})
              for title, members in (("Part 1: the notebook's techniques", NOTEBOOK),
@@ -97,7 +100,7 @@ def introduction(record: dict, how: str) -> str:
         return (header("Regularization techniques compared", record, how)
                 + f"\n{record['seeds']} seeds per technique{regime(record)}, ranked by mean "
                   "test accuracy.\n\n")
-    walls = [group["wall_seconds"] for group in record["groups"].values()]
+    walls = list(walls_of(record).values())
     models = sum(len(group["runs"]) for group in record["groups"].values())
     programs = record.get("programs", 1)
     trained = (f"together in one program in {max(walls):.0f} s" if programs == 1 else
