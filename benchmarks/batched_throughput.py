@@ -65,8 +65,9 @@ def main(argv=None) -> int:
 
     from regjax import data, presets
     from regjax.nn.models import weights_bytes
-    from regjax.train.batched import ManyModels, fit_batched
+    from regjax.train.batched import fit_batched
     from regjax.train.fit import fit
+    from regjax.train.many import ManyModels
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     configs = [presets.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)

@@ -12,65 +12,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import NamedTuple
 
 import numpy as np
+
+from regjax.fields import (
+    AUGMENT,
+    NONNEGATIVE,
+    POSITIVE_INT,
+    RATE,
+    REGIME,
+    STOP,
+    UNIT,
+    Range,
+    setting,
+)
 
 # MNIST-style data: 28x28 grayscale images of 10 classes.
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 MAX_SEED = 2**31 - 1  # the program takes the seed as an int32
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # knobs reach the program as float32
-INF = math.inf
-
-
-class Range(NamedTuple):
-    """An interval of valid values, closed or open at each end."""
-
-    low: float
-    high: float = INF
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        return bool(above and below)
-
-    def __str__(self) -> str:
-        low, high = (str(v) if isinstance(v, int) else f"{v:g}" for v in self[:2])
-        if self.high == INF:
-            return f"{'>' if self.low_open else '>='} {low}"
-        return (f"in {'(' if self.low_open else '['}{low}, {high}"
-                f"{')' if self.high_open else ']'}")
-
-
-UNIT = Range(0.0, 1.0)  # a probability or a fraction: [0, 1]
-RATE = Range(0.0, 1.0, high_open=True)  # a dropout rate or a momentum: [0, 1)
-NONNEGATIVE = Range(0.0)
-POSITIVE_INT = Range(1)
-# The --help sections of the settings that have several fields.
-AUGMENT = "augmentation (Keras ImageDataGenerator semantics, on device)"
-STOP = "early stopping (on val_loss, Keras semantics)"
-REGIME = "data regime (drawn from each run's seed; see docs/techniques.md)"
-
-
-def setting(default, group: str, help: str, *, metavar: str | None = None,
-            valid: Range | None = None, choices: tuple | None = None, vary: str | None = None,
-            sweep: bool = False, needs: str | None = None, core: bool = False):
-    """A Config field and its metadata:
-    group    the --help section its flag shows in
-    help     what it does (--help appends the default and the presets that set it)
-    valid    the valid range (validate() refuses values outside it), or `choices`
-    vary     "program": may differ between models in one compiled program (a knob, given
-             to the compiled functions as an array); "host": may differ, applied by the host
-             loop per model; None: structural, shared by the models of one program
-    sweep    sweep.py can vary it (--knob)
-    needs    the switch without which it has no effect (a flag given without it is refused)
-    core     one of the baseline's own settings (the techniques table lists its flag)"""
-    return dataclasses.field(default=default, metadata=dict(
-        group=group, help=help, metavar=metavar, valid=valid, choices=choices, vary=vary,
-        sweep=sweep, needs=needs, core=core))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ class Defect(NamedTuple):
 
 
 DEFECTS = [
-    Defect("a batched model gets its neighbour's knobs", "regjax/train/batched.py",
+    Defect("a batched model gets its neighbour's knobs", "regjax/train/many.py",
            "self.knobs = jax.device_put(step.Knobs.of(self.configs), self.per_model)",
            "self.knobs = jax.device_put(step.Knobs.of(self.configs[1:] + self.configs[:1]), "
            "self.per_model)",
@@ -45,16 +45,16 @@ DEFECTS = [
            "        results.save(",
            ("tests/test_faults.py::test_a_crash_before_the_report_keeps_the_checkpoints_and"
             "_resumes",)),
-    Defect("a checkpoint does not check its data", "regjax/files/checkpoint.py",
-           'if record.get("data") != data:', "if False:",
+    Defect("a checkpoint does not check its data", "regjax/files/resume.py",
+           'if record["data"] != data:', "if False:",
            ("tests/test_faults.py::test_resuming_on_other_data_of_the_same_size_is_refused",)),
-    Defect("a stop marks every model interrupted", "regjax/train/fit.py",
+    Defect("a stop marks every model interrupted", "regjax/train/loop.py",
            "r.finish(interrupted and r.trains_on)", "r.finish(interrupted)",
            ("tests/test_faults.py::test_a_stop_keeps_the_models_that_had_finished",)),
-    Defect("a resumed batch's progress starts at 1", "regjax/train/fit.py",
-           "        on_epoch(records)  # where the run stands", "        pass  #",
+    Defect("a resumed batch's progress starts at 1", "regjax/train/loop.py",
+           "        on_epoch(run.records)  # where the run stands", "        pass  #",
            ("tests/test_faults.py::test_a_resumed_batch_counts_its_epochs_from_the_checkpoint",)),
-    Defect("a checkpoint error hides the error in flight", "regjax/train/fit.py",
+    Defect("a checkpoint error hides the error in flight", "regjax/train/loop.py",
            "            with contextlib.suppress(CheckpointError):\n"
            "                checkpoints.wait()",
            "            checkpoints.wait()",

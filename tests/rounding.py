@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from regjax.nn.models import TrainedModel
-from regjax.train import fit as training
+from regjax.train import fit, loop
 
 SAFETY = 10.0
 FLOOR = 1e-6  # relative: a few float32 ulps of a reported mean (a sum of ~1e3 terms)
@@ -46,10 +46,10 @@ def nudged(tree):
 def perturbed_fit(config, train, validation, test=None) -> tuple[dict, TrainedModel]:
     """What regjax.fit gives for `config` (its history and model), trained from its initial
     weights nudged by one ulp (Adam's moments and the batch-norm statistics as they are)."""
-    engine = training.OneModel(config)
+    engine = fit.OneModel(config)
     initial = engine.init_state
     engine.init_state = lambda: (lambda s: s._replace(params=nudged(s.params)))(initial())
-    records, state = training.train_loop(
+    records, state = loop.train_loop(
         engine, train, validation, test, log=lambda _: None, checkpoints=None, resume=False,
         should_stop=lambda: False, on_epoch=lambda records: None)
     return records[0].summary(), TrainedModel(config, nnx.merge(

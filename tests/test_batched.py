@@ -9,8 +9,9 @@ import regjax
 from regjax import data, rng
 from regjax.nn import augment
 from regjax.presets import preset
-from regjax.train import batched, devices, step
-from regjax.train.batched import fit_batched, over_models, shared_structure
+from regjax.train import devices, many, step
+from regjax.train.batched import fit_batched
+from regjax.train.many import over_models, shared_structure
 from tests import rounding
 from tests.helpers import quiet
 
@@ -116,7 +117,7 @@ def test_models_with_data_of_their_own_follow_their_single_runs(reference, fashi
                                                                 vmap_width, train_size):
     # A data regime gives each model its own rows and labels (its seed's subset and noise;
     # with label noise alone, the images stay shared and only the labels get a model axis),
-    # still in one program (regjax.train.batched.ManyModels.put).
+    # still in one program (regjax.train.many.ManyModels.put).
     dataset = data.Dataset("fashion_mnist", "2,000 rows", data.Split(
         fashion.train.images[:2000], fashion.train.labels[:2000]), small[2])
     configs = [preset("baseline", seed=0, epochs=2, train_size=train_size, label_noise=0.3),
@@ -169,24 +170,24 @@ def test_groups_narrow_until_xla_says_they_fit(small, monkeypatch):
     configs = [preset("dropout", seed=s, epochs=1) for s in range(4)]
 
     def compiled(**kwargs):
-        engine = batched.ManyModels(configs, **kwargs)
+        engine = many.ManyModels(configs, **kwargs)
         engine.compile(engine.init_state(), engine.put(train), engine.put(val))
         return engine
 
     (_, all_four), = compiled(vmap_width=4).tried
-    free = int(0.8 * all_four / batched.MEMORY_SHARE)
-    monkeypatch.setattr(batched, "on_cpu", lambda: False)
+    free = int(0.8 * all_four / many.MEMORY_SHARE)
+    monkeypatch.setattr(many, "on_cpu", lambda: False)
     monkeypatch.setattr(devices, "free_bytes", lambda device=None: free)
     tried = compiled().tried
     assert tried[0] == (4, all_four) and len(tried) > 1
     widths = [width for width, _ in tried]
     assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
-    assert all(needed > batched.MEMORY_SHARE * free for _, needed in tried[:-1])
-    assert tried[-1][1] <= batched.MEMORY_SHARE * free or widths[-1] == 1
+    assert all(needed > many.MEMORY_SHARE * free for _, needed in tried[:-1])
+    assert tried[-1][1] <= many.MEMORY_SHARE * free or widths[-1] == 1
     # The next width: the working memory scaled to the room left beside the fixed part.
-    assert batched.narrower(100, needed=500, temporaries=400, free=int(300 / 0.9) + 1) == 50
-    assert batched.narrower(10, needed=101, temporaries=100, free=112) == 9  # narrower
-    assert batched.narrower(10, 10**9, 10**9, 1) == 1
+    assert many.narrower(100, needed=500, temporaries=400, free=int(300 / 0.9) + 1) == 50
+    assert many.narrower(10, needed=101, temporaries=100, free=112) == 9  # narrower
+    assert many.narrower(10, 10**9, 10**9, 1) == 1
 
 
 def test_models_start_from_their_single_runs_weights_bit_for_bit():
@@ -194,7 +195,7 @@ def test_models_start_from_their_single_runs_weights_bit_for_bit():
     every bit, batch-norm statistics and Adam's moments included."""
     configs = [preset("batchnorm", seed=s, dropout=d) for s, d in ((0, 0.0), (7, 0.3),
                                                                     (123456, 0.5))]
-    batched_state = batched.ManyModels(configs).init_state()
+    batched_state = many.ManyModels(configs).init_state()
     for k, config in enumerate(configs):
         single = step.make_program(config)[1]
         for ours, theirs in zip(jax.tree.leaves(batched_state), jax.tree.leaves(single),

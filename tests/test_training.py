@@ -1,4 +1,4 @@
-"""The host loop (regjax.train.fit): early stopping and restored weights against Keras'
+"""The host loop (regjax.train.loop): early stopping and restored weights against Keras'
 callback, every reported number against numpy, end-to-end training on real Fashion-MNIST,
 reproducibility, evaluation of a trained model, and memory errors."""
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = None
     try:
         from regjax.files import outdir
-        from regjax.train.fit import check_models_fit
+        from regjax.train.loop import check_models_fit
 
         check_models_fit([config])  # before the disk check: name the flag that matters
         lock = outdir.prepare_output_dir(
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(args, argv: list[str], config, output_dir: Path) -> int:
     import jax
 
-    from regjax.files import atomic, modelfile, outdir
+    from regjax.files import atomic, outdir
     from regjax.files.checkpoint import Checkpoints
     from regjax.reports import plots
     from regjax.train import devices
@@ -175,11 +175,18 @@ def train(args, argv: list[str], config, output_dir: Path) -> int:
     if history["epochs_run"]:
         plots.save_figure(plots.run_figure({**about, **history}), output_dir / outdir.CURVES)
 
+    return outcome(args, argv, history, model, output_dir, stop.signum)
+
+
+def outcome(args, argv: list[str], history: dict, model, output_dir: Path, signum) -> int:
+    """What the run ended in, said on the terminal; the model saved if it completed."""
+    from regjax.files import modelfile, outdir
+
     done = history["epochs_run"]
     if history["status"] == "interrupted":
         print(stopped_message(PROG, output_dir / outdir.CHECKPOINTS,
                               resume_command("scripts/train.py", argv)), file=sys.stderr)
-        return 128 + stop.signum
+        return 128 + signum
     if history["status"] == "diverged":
         last = f"the checkpoint of epoch {done} in {output_dir / outdir.CHECKPOINTS}" \
             if done else "none (no epoch finished)"
