@@ -17,6 +17,7 @@ in pure JAX, with Keras' semantics.
     results = regjax.compare(["baseline", "dropout"], seeds=5, epochs=5)
     results.table(), results.plot(), results.save("runs/compare")
     regjax.sweep("l2", [0, 1e-4, 1e-3], seeds=3)
+    regjax.study("mlp", train_sizes=[500, 2000, 0], label_noises=[0, 0.2], seeds=5)
 
 The compiled program itself (loss, train_step, train_epoch, evaluate as pure functions) is
 regjax.train.step; many models at once are regjax.train.batched.fit_batched.
@@ -32,7 +33,8 @@ _PUBLIC = {
     "fit": "train.fit", "evaluate": "train.fit",
     "load_model": "files.modelfile", "save_model": "files.modelfile",
     "NOTEBOOK": "presets", "TrainedModel": "nn.models", "History": "train.history",
-    "compare": "experiment.api", "sweep": "experiment.api", "Results": "experiment.results",
+    "compare": "experiment.api", "sweep": "experiment.api", "study": "experiment.api",
+    "Results": "experiment.results",
     "plot": "reports.plots",
 }
 __all__ = sorted(_PUBLIC)

@@ -1,12 +1,12 @@
-"""`python -m regjax train|compare|sweep [flags]`: the three commands (also installed as
-regjax-train, regjax-compare and regjax-sweep)."""
+"""`python -m regjax train|compare|sweep|study [flags]`: the four commands (also installed as
+regjax-train, regjax-compare, regjax-sweep and regjax-study)."""
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("train", "compare", "sweep")
-USAGE = ("usage: python -m regjax {train,compare,sweep} [flags]   "
+COMMANDS = ("train", "compare", "sweep", "study")
+USAGE = ("usage: python -m regjax {train,compare,sweep,study} [flags]   "
          "(python -m regjax COMMAND --help explains each)")
 
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"regjax: error: unknown command {command!r}; {USAGE}", file=sys.stderr)
         return 2
-    return {"train": train, "compare": compare, "sweep": sweep}[command](rest)
+    return {"train": train, "compare": compare, "sweep": sweep, "study": study}[command](rest)
 
 
 def train(argv: list[str] | None = None) -> int:
@@ -38,6 +38,12 @@ def sweep(argv: list[str] | None = None) -> int:
     from regjax.cli.sweep import sweep_main
 
     return sweep_main(argv)
+
+
+def study(argv: list[str] | None = None) -> int:
+    from regjax.cli.study import study_main
+
+    return study_main(argv)
 
 
 if __name__ == "__main__":

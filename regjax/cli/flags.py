@@ -98,10 +98,13 @@ def data_flags(p: argparse.ArgumentParser) -> None:
                    help="never try to download the dataset")
 
 
-def experiment_flags(p: argparse.ArgumentParser, default_output: str, seeds: int) -> None:
-    """The flags of compare.py and sweep.py besides what they train."""
+def experiment_flags(p: argparse.ArgumentParser, default_output: str, seeds: int,
+                     regime: bool = True) -> None:
+    """The flags of compare.py, sweep.py and study.py besides what they train (`regime`: the
+    data regime's flags, one value each; a study gives lists of its own)."""
     data_flags(p)
-    config_flags(p, ("train_size", "label_noise"))
+    if regime:
+        config_flags(p, ("train_size", "label_noise"))
     p.add_argument("--seeds", type=int, default=seeds, metavar="N",
                    help=f"seeds per setting, 0..N-1 (default {seeds})")
     p.add_argument("--epochs", type=int, metavar="N",

@@ -5,6 +5,7 @@
     results.plot()                   # the report's figures, shown inline
     results.save("runs/compare")     # results.json, report.md and the plots
     regjax.sweep("l2", [0, 1e-4, 1e-3], seeds=3).table()
+    regjax.study("mlp", grid={"dropout": [0, 0.25]}, train_sizes=[500, 0], seeds=5).plot()
 
 Each builds the plan the command line would (regjax.experiment.plan) and runs it
 (regjax.experiment.runner) in this process; keyword arguments are Config fields applied to
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from regjax.experiment.plan import compare_plan, sweep_plan
 from regjax.experiment.results import Results
+from regjax.experiment.study import study_plan
 
 
 def call_text(function: str, *args, **kwargs) -> str:
@@ -51,3 +53,18 @@ def sweep(technique: str, values, knob: str | None = None, seeds: int = 3,
                         **settings)
     return run_plan(sweep_plan(technique, values, knob, seeds, command=command, epochs=epochs,
                                progress=progress, **settings))
+
+
+def study(techniques="all", grid: dict | None = None, train_sizes=(0,), label_noises=(0.0,),
+          seeds: int = 5, epochs: int | None = None, *, progress: bool = True,
+          **settings) -> Results:
+    """Trains every technique ("all", "mlp", "cnn" or a list) at every point of `grid`
+    ({knob: values}, a full product) in every regime (train_sizes x label_noises; 0: all
+    rows) over seeds 0..seeds-1, one compiled program per structure and number of rows;
+    returns Results whose table has a row per cell and whose plots are the map, the
+    learning curves and (with a grid) the knobs' response curves."""
+    command = call_text("study", techniques, grid=grid, train_sizes=list(train_sizes),
+                        label_noises=list(label_noises), seeds=seeds, epochs=epochs,
+                        **settings)
+    return run_plan(study_plan(techniques, grid, train_sizes, label_noises, seeds,
+                               command=command, epochs=epochs, progress=progress, **settings))

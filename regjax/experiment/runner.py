@@ -62,8 +62,9 @@ def run(plan: Plan, should_stop=lambda: False) -> Results:
             # Every batch's checkpoints stay until the report is written.
             needed = 10_000_000 + sum(outdir.run_bytes(c, KEEP) for c in plan.configs())
             lock = outdir.prepare_output_dir(out, resume=plan.resume,
-                                                overwrite=plan.overwrite,
-                                                needed_bytes=needed, owned=EXPERIMENT_FILES)
+                                                overwrite=plan.overwrite, needed_bytes=needed,
+                                                owned=EXPERIMENT_FILES,
+                                                models=len(plan.configs()))
         if plan.cluster is not None:  # no process writes its checkpoints before the
             distributed.barrier("output directory prepared")  # directory is checked
         return train_and_gather(plan, should_stop)
@@ -76,6 +77,7 @@ def train_and_gather(plan: Plan, should_stop) -> Results:
     dataset = data.load_dataset(plan.dataset, plan.data_dir, download=plan.download)
     data.check_regime(plan.configs(), dataset)
     mine, numbers = shards.take(list(plan.batches), plan.shard)
+    check_memory(mine, dataset)
     checkpoints = None if plan.output_dir is None else plan.output_dir / CHECKPOINTS
     if plan.cluster is not None:  # each process keeps its own (perhaps on its own disk)
         checkpoints = checkpoints / f"process-{plan.shard[0]}"
@@ -84,7 +86,8 @@ def train_and_gather(plan: Plan, should_stop) -> Results:
     if interrupted:
         raise Stopped(checkpoints)
     record = {"command": plan.command, "dataset": dataset.name,
-              "data_source": dataset.source, "code": shards.code_versions(), **plan.about,
+              "data_source": dataset.source, "train_rows": len(dataset.train),
+              "code": shards.code_versions(), **plan.about,
               "groups": {name: {"wall_seconds": wall[name], "runs": runs}
                          for name, runs in groups.items()}}
     if plan.shard is None:
@@ -96,6 +99,30 @@ def train_and_gather(plan: Plan, should_stop) -> Results:
     if plan.cluster is None:
         return finish(share, plan.output_dir, None, checkpoints)
     return gather(share, plan, checkpoints)
+
+
+def check_memory(batches: list[Batch], dataset: data.Dataset) -> None:
+    """Refuses, before anything trains, a plan whose largest program would not fit the
+    device: its models' state (weights, gradients, Adam's moments, best weights) and their
+    own rows, saying how many models would fit."""
+    from regjax.nn.models import state_copies, weights_bytes
+    from regjax.train import devices
+
+    free = devices.free_bytes()
+    if free is None or not batches:
+        return
+    image = dataset.train.images[0].nbytes
+    for label, members in batches:
+        # A model's own rows: their images under a train size, their labels under label noise.
+        per_model = max((state_copies(c) + 1) * weights_bytes(c) + (c.train_size or len(
+            dataset.train)) * (image * bool(c.train_size) + bool(c.train_size or c.label_noise))
+            for _, c in members)
+        if per_model * len(members) > free:
+            raise devices.OutOfMemory(
+                f"the program {label!r} trains {len(members):,} models, about "
+                f"{per_model * len(members) / 2**30:.1f} GiB, but the device has "
+                f"{free / 2**30:.1f} GiB free: about {free // per_model:,} models fit; give "
+                "fewer seeds, grid values or regimes")
 
 
 def finish(results: Results, out: Path | None, how: str | None, checkpoints) -> Results:

@@ -17,7 +17,9 @@ from regjax.files.atomic import UMASK, atomic_write
 HISTORY, MODEL, CURVES, CHECKPOINTS = "history.json", "model.npz", "curves.png", "checkpoints"
 RUN_FILES = (HISTORY, MODEL, CURVES, CHECKPOINTS)  # train.py's
 RESULTS, REPORT, SUMMARY, SWEEP_PLOT = "results.json", "report.md", "summary.png", "sweep.png"
-EXPERIMENT_FILES = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, CHECKPOINTS)  # compare, sweep
+MAP, RESPONSE = "map.png", "response.png"  # a study's
+EXPERIMENT_FILES = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, MAP, RESPONSE,
+                    CHECKPOINTS)  # compare, sweep, study
 LOCK = ".regjax.lock"  # held by the run using the directory (see DirectoryLock)
 
 
@@ -80,14 +82,15 @@ class DirectoryLock:
 
 
 def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_bytes: int,
-                       owned: tuple[str, ...] = RUN_FILES) -> DirectoryLock:
+                       owned: tuple[str, ...] = RUN_FILES, models: int = 1) -> DirectoryLock:
     """Checks, before any training, that `path` can take this run, creates it and locks it
     for this run (release the returned lock when the run ends; the process' end does too).
 
     A directory that another run holds is refused. A non-empty directory is refused unless
     the run resumes from its checkpoints or is told to overwrite (which deletes only the
     files this kind of run writes, `owned`: for train.py history.json, model.npz, curves.png
-    and checkpoints/). The directory must be writable and have `needed_bytes` free. A run
+    and checkpoints/). The directory must be writable and have `needed_bytes` free (for
+    `models` models: the refusal says how many of them would fit). A run
     whose `owned` lacks checkpoints/ cannot resume. Every check of what the directory holds
     is made under the lock, so no other run can change it in between."""
     can_resume = CHECKPOINTS in owned
@@ -117,14 +120,15 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
         if resume and not (path / CHECKPOINTS).is_dir():
             raise OutputDirError(f"nothing to resume in {path}: it has no {CHECKPOINTS}/ "
                                  "directory; run without --resume to start a new run")
-        check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume)
+        check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume, models)
     except BaseException:
         lock.release(remove=True)
         raise
     return lock
 
 
-def check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume) -> None:
+def check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume,
+                     models: int = 1) -> None:
     present = sorted(p.name for p in path.iterdir() if p.name != LOCK)
     if present and not (resume or overwrite):
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
@@ -146,8 +150,11 @@ def check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume) -
         raise OutputDirError(f"cannot write to output directory {path}: "
                              f"{e.strerror or e}") from None
     if free < needed_bytes:
+        fit = "" if models == 1 else (f"; about {free * models // needed_bytes:,} of its "
+                                      f"{models:,} models fit: train fewer (seeds, values, "
+                                      "regimes),")
         raise OutputDirError(f"output directory {path} has {free / 1e6:.1f} MB free; this run "
                              f"needs about {needed_bytes / 1e6:.1f} MB for its checkpoints and "
-                             "model: free some space or choose another --output-dir")
+                             f"model{fit}: free some space or choose another --output-dir")
 
 

@@ -1,5 +1,6 @@
 """The reports of an experiment's results (the results.json record): report.md with its
-tables, and its plots, for a comparison of techniques or a sweep of one knob. Everything is
+tables, and its plots, for a comparison of techniques, a sweep of one knob or a study (its
+numbers: regjax.reports.study; its pictures: regjax.reports.maps). Everything is
 computed from the record, so a report can be rebuilt from its results.json."""
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from pathlib import Path
 
 from regjax.experiment.plan import group_name
 from regjax.files.atomic import atomic_write
-from regjax.files.outdir import CURVES, REPORT, SUMMARY, SWEEP_PLOT
+from regjax.files.outdir import CURVES, MAP, REPORT, RESPONSE, SUMMARY, SWEEP_PLOT
 from regjax.presets import NOTEBOOK
-from regjax.reports import plots, tables
+from regjax.reports import maps, plots, study, tables
 from regjax.reports.stats import group_stats
 
 COLUMNS = """\
@@ -26,7 +27,7 @@ per setting that would detect a difference of this size four times in five.
 
 
 def kind(record: dict) -> str:
-    return "sweep" if "knob" in record else "compare"
+    return "study" if "study" in record else "sweep" if "knob" in record else "compare"
 
 
 def groups_of(record: dict) -> dict[str, list[dict]]:
@@ -42,6 +43,8 @@ def rows(record: dict) -> list[dict]:
     """One row of statistics per setting: ranked by test accuracy for a comparison (with the
     difference to the baseline), in order of the values for a sweep."""
     groups = groups_of(record)
+    if kind(record) == "study":
+        return study.cell_rows(record)
     if kind(record) == "sweep":
         return [{"value": v, **(group_stats(groups.get(group_name(record["knob"], v), []))
                                 or {})} for v in record["values"]]
@@ -51,6 +54,8 @@ def rows(record: dict) -> list[dict]:
 def table_text(record: dict) -> str:
     """The report's table(s) in markdown: a comparison's Part 1 (the notebook's techniques)
     and Part 2 ranked apart, each against the baseline; a sweep's row per value."""
+    if kind(record) == "study":
+        return study_text(record)
     if kind(record) == "sweep":
         return tables.sweep_table(record["knob"], rows(record))
     groups, wall = groups_of(record), walls_of(record)
@@ -69,10 +74,42 @@ def table_text(record: dict) -> str:
 def figures(record: dict) -> dict:
     """The report's plots as matplotlib Figures, by file name."""
     groups = groups_of(record)
+    if kind(record) == "study":
+        cells = rows(record)
+        images = {MAP: maps.map_figure(record, cells), CURVES: maps.curves_figure(record, cells)}
+        if record["study"]["grid"]:
+            images[RESPONSE] = maps.response_figure(record, cells)
+        return images
     if kind(record) == "sweep":
         return {SWEEP_PLOT: plots.sweep_figure(record["knob"], rows(record))}
     return {CURVES: plots.curves_figure(groups), SUMMARY: plots.summary_figure(rows(record),
                                                                              groups)}
+
+
+def study_text(record: dict) -> str:
+    """A study's tables: the map of differences, the generalization gap, the best grid
+    points, the sentences, and what was left out."""
+    cells = rows(record)
+    text = ("## The map: Δ test accuracy vs the plain network (points)\n\n"
+            "Each cell: the difference of mean test accuracy from the plain network (the "
+            "baseline) in the same regime, with Welch's 95% interval; * where it survives "
+            "Holm's correction over the whole map (family-wise error 5%).\n\n"
+            + study.map_table(record, cells)
+            + "\n\n## Generalization gap (train − val accuracy at the last epoch, points)\n\n"
+            + study.gap_table(record, cells))
+    best = study.best_points(record, cells)
+    if best:
+        text += ("\n\n## Best grid point per technique and regime\n\nPicked after seeing the "
+                 "test accuracy, so its difference is optimistic.\n\n" + study.best_table(best))
+    said = study.sentences(record, cells)
+    if said:
+        text += "\n\n## What the map says\n\n" + "\n".join(f"- {s}" for s in said)
+    left_out = record["study"]["left_out"]
+    if left_out:
+        text += "\n\n## Left out\n\n" + "\n".join(
+            f"- {item['technique']} {' '.join(f'{k}={v}' for k, v in item['point'].items())}"
+            f": {item['why']}" for item in left_out)
+    return text
 
 
 def header(title: str, record: dict, how: str) -> str:
@@ -96,6 +133,15 @@ def regime(record: dict) -> str:
 
 def introduction(record: dict, how: str) -> str:
     """What report.md says above its table."""
+    if kind(record) == "study":
+        s = record["study"]
+        models = sum(len(group["runs"]) for group in record["groups"].values())
+        return (header("When does regularization help? A study", record, how)
+                + f"\n{len(s['settings'])} settings x {len(s['train_sizes'])} training sizes x "
+                  f"{len(s['label_noises'])} label-noise levels x {record['seeds']} seeds = "
+                  f"{models} models, trained as {s['programs']} compiled programs in "
+                  # each program's wall time once: its cells all record it
+                  f"{sum(set(walls_of(record).values())):.0f} s.\n\n")
     if kind(record) == "compare":
         return (header("Regularization techniques compared", record, how)
                 + f"\n{record['seeds']} seeds per technique{regime(record)}, ranked by mean "
