@@ -15,9 +15,9 @@ def test_the_public_api_is_small_and_documented():
                                    "TrainedModel", "History", "Results", "evaluate", "fit",
                                    "load_dataset", "load_model", "model_data", "preset",
                                    "save_model", "train_and_validation", "compare", "sweep",
-                                   "plot"}
+                                   "study", "plot"}
     text = pydoc.render_doc(regjax, renderer=pydoc.plaintext)
-    for name in ("fit(", "evaluate(", "load_model(", "preset(", "class Config"):
+    for name in ("fit(", "evaluate(", "load_model(", "preset(", "study(", "class Config"):
         assert name in text, name
     assert regjax.TECHNIQUES == tuple(regjax.PRESETS)
 
