@@ -91,6 +91,14 @@ DEFECTS = [
            "if any(Path(d).resolve() == Path(output_dir).resolve() for d in directories):",
            "if False:",
            ("tests/test_shards.py::test_a_merge_reads_every_share_before_it_touches_the_output",)),
+    Defect("a study's label noise applied to seed 0 only", "regjax/experiment/study.py",
+           "model = dataclasses.replace(config, train_size=size, label_noise=noise,",
+           "model = dataclasses.replace(config, train_size=size, label_noise=noise * (seed == 0),",
+           ("tests/test_study.py::test_every_cell_equals_what_compare_gives_in_its_regime",)),
+    Defect("the study map corrected by Bonferroni, not Holm", "regjax/reports/study.py",
+           "running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))",
+           "running = min(1.0, len(p_values) * p_values[i])",
+           ("tests/test_study.py::test_holm_matches_its_definition",)),
 ]
 
 

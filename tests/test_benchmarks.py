@@ -60,23 +60,41 @@ def regjax_accuracy(technique: str, seed: int, epochs: int) -> float:
     return history["test_accuracy"]
 
 
-def test_parity_smoke(tmp_path):
-    out = tmp_path / "parity.json"
-    result = run("parity.py", "--smoke", "--techniques", "early_stopping",
-                 "--reference", "keras-tensorflow", "--json", str(out))
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(out.read_text())
-    assert [r["technique"] for r in rows] == ["early_stopping"]
-    for row in rows:
-        assert len(row["regjax"]) == 2 and row["regjax_epochs"] == [1, 1]
-        if row["reference"]:  # the peer is installed
-            assert len(row["reference"]) == 2
-            assert row["flag"] == (row["difference"] < -0.01)
-        # What the benchmark calls regjax is regjax: each seed's test accuracy is what
-        # regjax.fit gives for the preset on the same rows (the first 600 training rows, the
-        # first 100 test rows).
-        for seed, accuracy in enumerate(row["regjax"]):
-            assert accuracy == regjax_accuracy(row["technique"], seed, epochs=1)
+def test_parity_keeps_every_run_and_trains_only_what_is_missing(tmp_path):
+    """parity.py keeps each finished run in its runs file; started again it trains nothing
+    it has; a run beside kept ones of other code is refused unless --allow-mixed, and the
+    table then says so; --readme rewrites only the table's block."""
+    runs, readme = tmp_path / "parity.json", tmp_path / "README.md"
+    readme.write_text("before\n<!-- parity table: begin -->\nold\n<!-- parity table: end -->\n"
+                      "after\n")
+    args = ("--smoke", "--techniques", "early_stopping", "--runs", str(runs))
+    first = run("parity.py", *args, "--readme", str(readme))
+    assert first.returncode == 0, first.stderr
+    kept = json.loads(runs.read_text())["runs"]
+    sides = {r["framework"] for r in kept}
+    assert "regjax" in sides and len(kept) == 2 * len(sides)
+    assert all(r["epochs_run"] == 1 and len(r["code"]) == 12 and r["machine"] for r in kept)
+    # What the benchmark calls regjax is regjax: each seed's test accuracy is what regjax.fit
+    # gives for the preset on the same rows (the first 600 training rows, 100 test rows).
+    for r in kept:
+        if r["framework"] == "regjax":
+            assert r["test_accuracy"] == regjax_accuracy(r["technique"], r["seed"], epochs=1)
+    page = readme.read_text()
+    assert page.startswith("before\n") and page.endswith("after\n") and "\nold\n" not in page
+    assert f"| early_stopping | 2 / {2 if len(sides) == 2 else 0} |" in page
+
+    again = run("parity.py", *args)
+    assert again.returncode == 0 and "0 runs to train" in again.stdout, again.stderr
+    assert json.loads(runs.read_text())["runs"] == kept
+
+    kept[0]["code"] = "0" * 12  # a run made by other code, and a regjax seed left to run
+    runs.write_text(json.dumps({"runs": [kept[0]] + [r for r in kept[1:]
+                                                     if r["framework"] != "regjax"]}))
+    refused = run("parity.py", *args)
+    assert refused.returncode == 2 and "other code" in refused.stderr, refused.stderr
+    mixed = run("parity.py", *args, "--allow-mixed")
+    assert mixed.returncode == 0 and "mixed code" in mixed.stdout, mixed.stderr
+    assert len(json.loads(runs.read_text())["runs"]) == len(kept)
 
 
 def test_the_keras_reference_reshuffles_every_epoch_reproducibly():
