@@ -165,6 +165,8 @@ def markdown(table, reference) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 6 + "---|"]
     lines += ["| " + " | ".join(cells(row)) + " |" for row in table]
     runs = [r for row in table for r in row["regjax"] + row["reference"]]
+    if not runs:
+        return "No runs kept yet."
     for field in ("machine", "versions", "commit"):
         lines.append(f"\n{field.capitalize()}: " + "; ".join(sorted({r[field] for r in runs})) +
                      ".")
@@ -219,7 +221,7 @@ def main(argv=None) -> int:
         print(f"# skipping {args.reference}: {why}; showing regjax alone")
     frameworks = ["regjax"] + ([] if why else [args.reference])
     runs = load_runs(args.runs)
-    todo = [] if args.dry_run else missing(runs, techniques, frameworks, args.seeds, where)
+    todo = missing(runs, techniques, frameworks, args.seeds, where)
     stamps = {f: {"code": code_digest(), "commit": commit(), "versions": versions([f]),
                   "machine": machine()} for f in frameworks}
     clashes = conflicts(runs, todo, stamps, where)
@@ -229,8 +231,10 @@ def main(argv=None) -> int:
               "start a table of its own", file=sys.stderr)
         return 2
     print(f"# {args.seeds} seeds; reference: the notebook's code on {args.reference}; "
-          f"{len(todo)} runs to train, the rest kept in {args.runs}")
-    train(args, runs, todo, stamps, where)
+          f"{len(todo)} runs to train{' (a dry run: none trained)' if args.dry_run else ''}, "
+          f"the rest kept in {args.runs}")
+    if not args.dry_run:
+        train(args, runs, todo, stamps, where)
     table = rows(runs, techniques, args.reference, args.seeds, where)
     text = markdown(table, args.reference)
     print(text)
