@@ -206,7 +206,9 @@ def test_the_plan_groups_by_structure_and_lists_what_it_leaves_out():
     (["--grid", "dropout=0.1,0.1"], "dropout value(s) 0.1 given more than once"),
     (["--grid", "epochs=1.5"], "epochs takes whole numbers"),
     (["--label-noise", "0,x"], "--label-noise: expected comma-separated numbers"),
-    (["--train-size", "100,100"], "given more than once"),
+    (["--train-size", "100,100"], "--train-size: 100 given more than once"),
+    (["--train-size", "100.5"], "--train-size: whole numbers of rows"),
+    (["--label-noise", "0.2,0.2"], "--label-noise: 0.2 given more than once"),
     (["--techniques", "l2,l2"], "l2 given more than once"),
 ])
 def test_bad_studies_are_refused_in_one_line(tmp_path, capsys, flags, message):

@@ -23,7 +23,8 @@ def parser():
                    help="also report each technique's seeds as one ensemble: their class "
                         "probabilities on the test split averaged (free: the seeds are "
                         "trained together)")
-    experiment_flags(p, "runs/compare", seeds=5)
+    experiment_flags(p, "runs/compare", seeds=5,
+                     writes="results.json, report.md, curves.png, summary.png")
     return p
 
 

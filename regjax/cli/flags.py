@@ -11,7 +11,6 @@ from pathlib import Path
 
 from regjax.config import DEFAULTS, FIELDS, Config
 from regjax.data import DATASETS
-from regjax.files.outdir import EXPERIMENT_FILES
 from regjax.presets import flag, preset, set_by
 
 
@@ -99,9 +98,10 @@ def data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def experiment_flags(p: argparse.ArgumentParser, default_output: str, seeds: int,
-                     regime: bool = True) -> None:
-    """The flags of compare.py, sweep.py and study.py besides what they train (`regime`: the
-    data regime's flags, one value each; a study gives lists of its own)."""
+                     writes: str, regime: bool = True) -> None:
+    """The flags of compare.py, sweep.py and study.py besides what they train (`writes`: the
+    files its report writes; `regime`: the data regime's flags, one value each; a study
+    gives lists of its own)."""
     data_flags(p)
     if regime:
         config_flags(p, ("train_size", "label_noise"))
@@ -110,7 +110,7 @@ def experiment_flags(p: argparse.ArgumentParser, default_output: str, seeds: int
     p.add_argument("--epochs", type=int, metavar="N",
                    help="override every preset's epochs (e.g. 2 for a quick look)")
     p.add_argument("--output-dir", type=directory, default=Path(default_output), metavar="DIR",
-                   help=f"where {', '.join(EXPERIMENT_FILES[:-1])} go (default "
+                   help=f"where {writes} go (default "
                         f"{default_output}); must be empty or absent unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier report in --output-dir (deletes only its files)")

@@ -43,7 +43,8 @@ def parser():
     p.add_argument("--label-noise", dest="label_noises", default="0", metavar="LIST",
                    help="comma-separated fractions of training labels replaced by a random "
                         "other class, e.g. 0,0.2,0.4 (default 0)")
-    experiment_flags(p, "runs/study", seeds=5, regime=False)
+    experiment_flags(p, "runs/study", seeds=5, regime=False,
+                     writes="results.json, report.md, map.png, curves.png, response.png")
     return p
 
 
@@ -66,10 +67,18 @@ def grid_of(items: list[str]) -> dict[str, list[float]]:
     return grid
 
 
+FLAGS = {"train_sizes": "--train-size", "label_noises": "--label-noise"}  # keyword -> flag
+
+
 def plan_of(args, **settings):
     names = args.techniques if args.techniques in FAMILIES else args.techniques.split(",")
-    return study_plan(names, grid_of(args.grid), numbers("--train-size", args.train_sizes),
-                      numbers("--label-noise", args.label_noises), args.seeds, **settings)
+    try:
+        return study_plan(names, grid_of(args.grid), numbers("--train-size", args.train_sizes),
+                          numbers("--label-noise", args.label_noises), args.seeds, **settings)
+    except ValueError as e:  # name the flag, not the Python keyword, on the command line
+        keyword, sep, rest = str(e).partition(":")
+        raise ValueError(f"{FLAGS[keyword]}:{rest}" if sep and keyword in FLAGS else str(e)) \
+            from None
 
 
 def study_main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ def parser():
                    help="what to vary (default: the technique's own knob; see below)")
     p.add_argument("--values", metavar="LIST",
                    help="comma-separated values of the knob, e.g. 0,1e-4,1e-3")
-    experiment_flags(p, "runs/sweep", seeds=3)
+    experiment_flags(p, "runs/sweep", seeds=3, writes="results.json, report.md, sweep.png")
     return p
 
 

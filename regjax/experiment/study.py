@@ -85,12 +85,14 @@ def regime_values(name: str, values, whole: bool) -> list:
     values = list(values)
     if not values:
         raise ValueError(f"{name}: give at least one value")
-    if given_twice(values):
-        raise ValueError(f"{name}: {', '.join(map(repr, given_twice(values)))} given more than "
-                         "once")
     if whole and any(float(v) != int(v) for v in values):
-        raise ValueError(f"{name}: whole numbers of rows (0: all of them), got {values}")
-    return [int(v) if whole else float(v) for v in values]
+        raise ValueError(f"{name}: whole numbers of rows (0: all of them), got "
+                         f"{', '.join(map(str, values))}")
+    values = [int(v) if whole else float(v) for v in values]
+    if given_twice(values):
+        raise ValueError(f"{name}: {', '.join(map(str, given_twice(values)))} given more than "
+                         "once")
+    return values
 
 
 def point_name(point: dict) -> str:
