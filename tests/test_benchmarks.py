@@ -125,3 +125,17 @@ def test_the_keras_reference_reshuffles_every_epoch_reproducibly():
     assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
     for a, b in zip(orders, epoch_orders(seed=0)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_study_cost_smoke():
+    """study_cost.py trains the same models as a study, as compare.py per regime and as
+    train.py per model, and tabulates the three (the figures are never checked)."""
+    result = run("study_cost.py", "--techniques", "dropout", "--train-size", "500",
+                 "--label-noise", "0", "--seeds", "1", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "2 models" in result.stdout
+    ways = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")
+            and line.split(" | ")[0] in ("| study.py", "| compare.py per regime",
+                                          "| train.py per model")]
+    assert len(ways) == 3 and ways[0][3] == "1.00 |", result.stdout
+    assert all(re.fullmatch(NUMBER, cell) for way in ways for cell in way[1:3]), result.stdout
