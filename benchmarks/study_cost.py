@@ -48,11 +48,11 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--dataset", default="fashion_mnist")
     args = p.parse_args(argv)
-    techniques = args.techniques.split(",")
+    # The study always trains the plain network as its reference; so do the others.
+    settings = list(dict.fromkeys(["baseline", *args.techniques.split(",")]))
     regimes = list(itertools.product(args.train_size.split(","), args.label_noise.split(",")))
     common = ["--epochs", str(args.epochs), "--dataset", args.dataset, "--quiet"]
-    # The study always trains the plain network as its reference; so do the others.
-    models = len(dict.fromkeys(["baseline", *techniques])) * len(regimes) * args.seeds
+    models = len(settings) * len(regimes) * args.seeds
     print(f"# {device()}: {models} models ({args.techniques} and the plain "
           f"network, {len(regimes)} regimes, {args.seeds} seeds, {args.epochs} epochs)",
           flush=True)
@@ -62,9 +62,8 @@ def main(argv=None) -> int:
             str(SCRIPTS / "study.py"), "--techniques", args.techniques,
             "--train-size", args.train_size, "--label-noise", args.label_noise,
             "--seeds", str(args.seeds), "--output-dir", str(out / "study"), *common])}
-        names = ",".join(dict.fromkeys(["baseline", *techniques]))
         walls["compare.py per regime"] = sum(timed([
-            str(SCRIPTS / "compare.py"), "--techniques", names, "--train-size", size,
+            str(SCRIPTS / "compare.py"), "--techniques", ",".join(settings), "--train-size", size,
             "--label-noise", noise, "--seeds", str(args.seeds),
             "--output-dir", str(out / f"compare-{size}-{noise}"), *common])
             for size, noise in regimes)
@@ -72,7 +71,7 @@ def main(argv=None) -> int:
             str(SCRIPTS / "train.py"), "--technique", name, "--train-size", size,
             "--label-noise", noise, "--seed", str(seed),
             "--output-dir", str(out / f"train-{name}-{size}-{noise}-{seed}"), *common])
-            for name in dict.fromkeys(["baseline", *techniques])
+            for name in settings
             for (size, noise), seed in itertools.product(regimes, range(args.seeds)))
     print("| way | wall s | s per model | x the study |\n|---|---:|---:|---:|")
     for way, wall in walls.items():

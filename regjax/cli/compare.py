@@ -6,6 +6,7 @@ from __future__ import annotations
 from regjax.cli import experiment
 from regjax.cli.flags import experiment_flags
 from regjax.experiment.plan import compare_plan
+from regjax.files.outdir import CURVES, REPORT, RESULTS, SUMMARY
 from regjax.presets import TECHNIQUES
 
 SCRIPT = "scripts/compare.py"
@@ -24,7 +25,7 @@ def parser():
                         "probabilities on the test split averaged (free: the seeds are "
                         "trained together)")
     experiment_flags(p, "runs/compare", seeds=5,
-                     writes="results.json, report.md, curves.png, summary.png")
+                     writes=(RESULTS, REPORT, CURVES, SUMMARY))
     return p
 
 

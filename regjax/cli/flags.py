@@ -98,7 +98,7 @@ def data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def experiment_flags(p: argparse.ArgumentParser, default_output: str, seeds: int,
-                     writes: str, regime: bool = True) -> None:
+                     writes: tuple[str, ...], regime: bool = True) -> None:
     """The flags of compare.py, sweep.py and study.py besides what they train (`writes`: the
     files its report writes; `regime`: the data regime's flags, one value each; a study
     gives lists of its own)."""
@@ -110,7 +110,7 @@ def experiment_flags(p: argparse.ArgumentParser, default_output: str, seeds: int
     p.add_argument("--epochs", type=int, metavar="N",
                    help="override every preset's epochs (e.g. 2 for a quick look)")
     p.add_argument("--output-dir", type=directory, default=Path(default_output), metavar="DIR",
-                   help=f"where {writes} go (default "
+                   help=f"where {', '.join(writes)} go (default "
                         f"{default_output}); must be empty or absent unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier report in --output-dir (deletes only its files)")

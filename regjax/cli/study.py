@@ -7,6 +7,7 @@ from __future__ import annotations
 from regjax.cli import experiment
 from regjax.cli.flags import experiment_flags
 from regjax.experiment.study import FAMILIES, grid_knobs, study_plan
+from regjax.files.outdir import CURVES, MAP, REPORT, RESPONSE, RESULTS
 from regjax.presets import TECHNIQUES
 
 SCRIPT = "scripts/study.py"
@@ -44,7 +45,7 @@ def parser():
                    help="comma-separated fractions of training labels replaced by a random "
                         "other class, e.g. 0,0.2,0.4 (default 0)")
     experiment_flags(p, "runs/study", seeds=5, regime=False,
-                     writes="results.json, report.md, map.png, curves.png, response.png")
+                     writes=(RESULTS, REPORT, MAP, CURVES, RESPONSE))
     return p
 
 

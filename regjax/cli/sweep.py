@@ -8,6 +8,7 @@ from regjax.cli import experiment
 from regjax.cli.flags import experiment_flags
 from regjax.config import FIELDS
 from regjax.experiment.plan import sweep_plan
+from regjax.files.outdir import REPORT, RESULTS, SWEEP_PLOT
 from regjax.presets import AUGMENT_STRENGTH, SWEEP_KNOBS, TECHNIQUES
 
 SCRIPT = "scripts/sweep.py"
@@ -44,7 +45,7 @@ def parser():
                    help="what to vary (default: the technique's own knob; see below)")
     p.add_argument("--values", metavar="LIST",
                    help="comma-separated values of the knob, e.g. 0,1e-4,1e-3")
-    experiment_flags(p, "runs/sweep", seeds=3, writes="results.json, report.md, sweep.png")
+    experiment_flags(p, "runs/sweep", seeds=3, writes=(RESULTS, REPORT, SWEEP_PLOT))
     return p
 
 
