@@ -74,8 +74,21 @@ def same_run(run: dict, technique: str, framework: str, seed: int, where: dict) 
         and all(run[k] == v for k, v in where.items())
 
 
+class RunsFileError(Exception):
+    """The runs file cannot be read as one this script wrote."""
+
+
 def load_runs(path: Path) -> list[dict]:
-    return json.loads(path.read_text())["runs"] if path.exists() else []
+    if not path.exists():
+        return []
+    try:
+        runs = json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunsFileError(f"{path}: not a runs file of parity.py ({type(e).__name__}: {e}); "
+                            "give another --runs, or move it away to start a new one") from None
+    if not isinstance(runs, list):
+        raise RunsFileError(f"{path}: its runs are not a list; give another --runs")
+    return runs
 
 
 def save_runs(path: Path, runs: list[dict]) -> None:
@@ -220,7 +233,11 @@ def main(argv=None) -> int:
     if why:
         print(f"# skipping {args.reference}: {why}; showing regjax alone")
     frameworks = ["regjax"] + ([] if why else [args.reference])
-    runs = load_runs(args.runs)
+    try:
+        runs = load_runs(args.runs)
+    except RunsFileError as e:
+        print(f"parity.py: error: {e}", file=sys.stderr)
+        return 2
     todo = missing(runs, techniques, frameworks, args.seeds, where)
     stamps = {f: {"code": code_digest(), "commit": commit(), "versions": versions([f]),
                   "machine": machine()} for f in frameworks}

@@ -146,24 +146,11 @@ class Config:
             object.__setattr__(self, "hidden", tuple(self.hidden))
 
     def validate(self) -> "Config":
-        """Returns self, or raises ValueError naming each bad field and its valid range."""
-        problems = type_problems(self)
-        if problems:  # the ranges below assume numbers of the right kind
-            raise ValueError("; ".join(problems))
-        for field in dataclasses.fields(self):
-            value, meta = getattr(self, field.name), field.metadata
-            if meta["valid"] is not None and value not in meta["valid"]:
-                problems.append(f"{field.name} must be {meta['valid']}, got {value!r}")
-            if meta["choices"] is not None and value not in meta["choices"]:
-                problems.append(f"{field.name} must be one of {', '.join(meta['choices'])}, "
-                                f"got {value!r}")
-        if not self.hidden or any(h < 1 for h in self.hidden):  # whole: type_problems
-            problems.append(f"hidden sizes must be positive integers, got {self.hidden}")
-        if self.spatial_dropout and self.model != "cnn":
-            problems.append("spatial dropout drops whole feature maps of the convolution: it "
-                            "needs model cnn")
-        if self.cutmix and self.mixup:
-            problems.append("mixup and cutmix each mix a batch's rows: use one of them")
+        """Returns self, or raises ValueError naming each bad field and its valid range, and
+        each pair of settings that exclude each other."""
+        problems = field_problems(self)
+        if not problems:  # the rules between fields assume each field is of its kind
+            problems = combination_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -192,31 +179,61 @@ class Config:
         return cls(**fields)
 
 
-def type_problems(config: Config) -> list[str]:
-    """Fields of the wrong kind: a whole number where one is needed (epochs=1.5), a finite
-    float32 for every number (inf, nan and 1e300 are refused here, naming the field; but
-    min_delta, which stays on the host, may be inf as in Keras), a bool for a switch, a
-    tuple of whole numbers for the hidden sizes."""
+def as_config(value, name: str = "config") -> Config:
+    """`value` if it is a Config; else a TypeError naming the argument and how to make one."""
+    if isinstance(value, Config):
+        return value
+    hint = (f"; make one with regjax.preset('baseline', **{value!r})" if isinstance(value, dict)
+            else "; make one with regjax.preset(technique, **overrides)")
+    raise TypeError(f"{name} must be a regjax.Config, got {type(value).__name__}{hint}")
+
+
+def value_problem(name: str, value) -> str | None:
+    """What is wrong with `value` for the field `name`, as "NAME must be ..., got VALUE", or
+    None. Its kind first: a whole number where one is needed (epochs=1.5), a finite float32
+    for every number (inf, nan and 1e300 are refused, naming the field; but min_delta, which
+    stays on the host, may be inf as in Keras), a bool for a switch, positive whole numbers
+    for the hidden sizes; then its valid range or choices. Config.validate and a study's
+    grid (regjax.experiment.study) check values with it."""
+    field = FIELDS[name]
+    meta, kind = field.metadata, field.type
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        return f"{name} must be a whole number, got {value!r}"
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"{name} must be a number, got {value!r}"
+        if name != "min_delta" and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            return (f"{name} must be a finite number (float32: |x| <= 3.4e38), got "
+                    f"{value!r}")
+    if kind == "bool" and not isinstance(value, (bool, np.bool_)):
+        return f"{name} must be True or False, got {value!r}"
+    if kind == "str" and not isinstance(value, str):
+        return f"{name} must be a string, got {value!r}"
+    if name == "hidden" and not (isinstance(value, tuple) and value and all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h >= 1
+            for h in value)):
+        return f"hidden sizes must be positive integers, got {value!r}"
+    if meta["valid"] is not None and value not in meta["valid"]:
+        return f"{name} must be {meta['valid']}, got {value!r}"
+    if meta["choices"] is not None and value not in meta["choices"]:
+        return f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}"
+    return None
+
+
+def field_problems(config: Config) -> list[str]:
+    """Each field's value_problem."""
+    return [problem for name in FIELDS
+            if (problem := value_problem(name, getattr(config, name))) is not None]
+
+
+def combination_problems(config: Config) -> list[str]:
+    """Settings that are each valid but make no sense together."""
     problems = []
-    for field in dataclasses.fields(Config):
-        name, value = field.name, getattr(config, field.name)
-        if field.type == "int":
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                problems.append(f"{name} must be a whole number, got {value!r}")
-        elif field.type == "float":
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                problems.append(f"{name} must be a number, got {value!r}")
-            elif name != "min_delta" and not (math.isfinite(value)
-                                              and abs(value) <= FLOAT32_MAX):
-                problems.append(f"{name} must be a finite number (float32: |x| <= 3.4e38), "
-                                f"got {value!r}")
-        elif field.type == "bool" and not isinstance(value, (bool, np.bool_)):
-            problems.append(f"{name} must be True or False, got {value!r}")
-        elif field.type == "str" and not isinstance(value, str):
-            problems.append(f"{name} must be a string, got {value!r}")
-    if not isinstance(config.hidden, tuple) or not all(
-            isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in config.hidden):
-        problems.append(f"hidden sizes must be positive integers, got {config.hidden!r}")
+    if config.spatial_dropout and config.model != "cnn":
+        problems.append("spatial dropout drops whole feature maps of the convolution: it "
+                        "needs model cnn")
+    if config.cutmix and config.mixup:
+        problems.append("mixup and cutmix each mix a batch's rows: use one of them")
     return problems
 
 

@@ -25,6 +25,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def readable_output() -> None:
+    """A path typed in bytes that are not UTF-8 (Python keeps them as surrogates) is printed
+    with \\x escapes, instead of ending the command in an encoding error."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def resume_command(script: str, argv: list[str]) -> str:
     """The command line that resumes the run `python script argv` started."""
     args = [a for a in argv if a not in ("--overwrite", "--resume")]
@@ -107,16 +115,27 @@ class StopOnSignal:
                   file=sys.stderr, flush=True)
 
 
-def saved_epochs(checkpoints: Path) -> bool:
-    """Whether `checkpoints` (or a batch directory in it) holds a finished checkpoint."""
-    return any(p.name.isdigit() for p in [*checkpoints.glob("*"), *checkpoints.glob("*/*")])
-
-
 def stopped_message(prog: str, checkpoints: Path, resume: str) -> str:
-    """What a run stopped by a signal says: the command that resumes it, or, before any
-    epoch was saved, that there is nothing to resume."""
+    """What a run stopped by a signal says: the command that resumes it (before any epoch
+    was saved, resuming starts from the beginning)."""
+    from regjax.files.outdir import saved_epochs
+
     if saved_epochs(checkpoints):
         return (f"{prog}: stopped; the finished epochs are checkpointed in {checkpoints}. "
                 f"Resume with:\n  {resume}")
-    return (f"{prog}: stopped before any epoch ended: nothing was saved. Run the command again "
-            "(without --resume) to start over")
+    return (f"{prog}: stopped before any epoch ended, so nothing was saved; the same command "
+            f"with --resume starts from the beginning:\n  {resume}")
+
+
+def resume_notice(prog: str, checkpoints: Path) -> bool:
+    """Whether `checkpoints` holds an epoch to resume from; if it does not (the run was
+    stopped before its first epoch ended), says so as the run's first line: resuming then
+    starts from the beginning, as Keras' BackupAndRestore does."""
+    from regjax.files.outdir import saved_epochs
+
+    if saved_epochs(checkpoints):
+        return True
+    if checkpoints.is_dir():
+        print(f"{prog}: nothing to resume in {checkpoints} (no epoch had finished): "
+              "starting from the beginning", flush=True)
+    return False

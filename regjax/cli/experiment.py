@@ -12,13 +12,16 @@ from regjax.cli.common import (
     Parser,
     StopOnSignal,
     fail,
+    readable_output,
     resume_command,
+    resume_notice,
     stopped_message,
     user_errors,
 )
 from regjax.cli.flags import given_config
 from regjax.experiment.plan import Cluster, Plan
 from regjax.experiment.shards import parse_shard, share_command
+from regjax.files.outdir import CHECKPOINTS
 
 
 def report_parser(prog: str, description: str, epilog: str) -> Parser:
@@ -59,6 +62,7 @@ def main(parser: Parser, argv: list[str] | None, script: str, plan_of) -> int:
     """Runs the command: plan_of(args, command=..., **settings) builds its plan (a ValueError
     is a bad flag), or --merge reports from the shares."""
     argv = sys.argv[1:] if argv is None else argv
+    readable_output()
     args = parser.parse_args(argv)
     chosen = settings(args, parser)
     plan = None
@@ -77,6 +81,8 @@ def main(parser: Parser, argv: list[str] | None, script: str, plan_of) -> int:
         if plan is None:
             return announce(runner.merge(args.merge, args.output_dir, script, args.overwrite),
                             args.output_dir, None, script)
+        if plan.resume:
+            resume_notice(parser.prog, plan.output_dir / CHECKPOINTS)
         with StopOnSignal(parser.prog) as stop:
             results = runner.run(plan, should_stop=stop)
     except runner.Stopped as e:

@@ -68,7 +68,8 @@ def grid_of(items: list[str]) -> dict[str, list[float]]:
     return grid
 
 
-FLAGS = {"train_sizes": "--train-size", "label_noises": "--label-noise"}  # keyword -> flag
+FLAGS = {"train_sizes": "--train-size", "label_noises": "--label-noise", "grid": "--grid",
+         "techniques": "--techniques"}  # keyword -> flag
 
 
 def plan_of(args, **settings):

@@ -15,7 +15,9 @@ from regjax.cli.common import (
     Parser,
     StopOnSignal,
     fail,
+    readable_output,
     resume_command,
+    resume_notice,
     stopped_message,
     user_errors,
 )
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    readable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -128,14 +131,41 @@ def main(argv: list[str] | None = None) -> int:
 def train(args, argv: list[str], config, output_dir: Path) -> int:
     import jax
 
-    from regjax.files import atomic, outdir
-    from regjax.files.checkpoint import Checkpoints
+    from regjax.files import outdir
     from regjax.reports import plots
     from regjax.train import devices
-    from regjax.train.fit import fit
 
     if args.devices > jax.device_count():
         return fail(PROG, f"--devices {args.devices}: only {jax.device_count()} device(s) here")
+    resume = args.resume and resume_notice(PROG, output_dir / outdir.CHECKPOINTS)
+    try:
+        # From the data's loading on: a stop before the first epoch ends is a stop too.
+        with StopOnSignal(PROG) as stop:
+            history, model, write_history = fit_run(args, config, output_dir, resume, stop)
+    except OSError as e:  # e.g. the disk filled up mid-run
+        return fail(PROG, str(e))
+    except jax.errors.JaxRuntimeError as e:
+        if not devices.is_out_of_memory(e):
+            raise
+        raise devices.OutOfMemory("the device ran out of memory: lower --batch-size or "
+                                  "--hidden") from None
+    history = write_history(history)
+    if history["epochs_run"]:
+        plots.save_figure(plots.run_figure(history), output_dir / outdir.CURVES)
+    return outcome(args, argv, history, model, output_dir, stop.signum)
+
+
+def fit_run(args, config, output_dir: Path, resume: bool, should_stop):
+    """Loads the data, says what trains on what, and fits with a checkpoint after every
+    epoch and history.json rewritten after every epoch; returns the history, the model and
+    the function that writes history.json (it returns what it wrote)."""
+    import jax
+
+    from regjax.files import atomic, outdir
+    from regjax.files.checkpoint import Checkpoints
+    from regjax.train import devices
+    from regjax.train.fit import fit
+
     dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     # Flushed line by line, so that `| tee`, a log file or a supervisor sees each epoch as it ends.
     log = (lambda _: None) if args.quiet else functools.partial(print, flush=True)
@@ -152,30 +182,19 @@ def train(args, argv: list[str], config, output_dir: Path) -> int:
         "jax_version": jax.__version__,
     }
 
-    def write_history(history: dict) -> None:
+    def write_history(history: dict) -> dict:
         atomic.write_json(output_dir / outdir.HISTORY, {**about, **history})
+        return {**about, **history}
 
     checkpoints = Checkpoints(output_dir / outdir.CHECKPOINTS, keep=args.keep_checkpoints)
     try:
-        with StopOnSignal(PROG) as stop:
-            history, model = fit(
-                config, train_split, val_split, dataset.test, log=log, checkpoints=checkpoints,
-                resume=args.resume, should_stop=stop, on_epoch=write_history,
-                data_parallel=args.devices)
-    except OSError as e:  # e.g. the disk filled up mid-run
-        return fail(PROG, str(e))
-    except jax.errors.JaxRuntimeError as e:
-        if not devices.is_out_of_memory(e):
-            raise
-        raise devices.OutOfMemory("the device ran out of memory: lower --batch-size or "
-                                  "--hidden") from None
+        history, model = fit(
+            config, train_split, val_split, dataset.test, log=log, checkpoints=checkpoints,
+            resume=resume, should_stop=should_stop, on_epoch=write_history,
+            data_parallel=args.devices)
     finally:
         checkpoints.close()
-    write_history(history)
-    if history["epochs_run"]:
-        plots.save_figure(plots.run_figure({**about, **history}), output_dir / outdir.CURVES)
-
-    return outcome(args, argv, history, model, output_dir, stop.signum)
+    return history, model, write_history
 
 
 def outcome(args, argv: list[str], history: dict, model, output_dir: Path, signum) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import functools
 import os
 import tempfile
@@ -106,9 +107,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     """
     try:
         return _load_dataset(name, data_dir, download)
-    except OSError as e:  # e.g. a directory without read permission
-        raise DataError(f"cannot read {e.filename or 'the dataset'}: {e.strerror or e}; check "
-                        "its permissions, or give another --data-dir") from None
+    except OSError as e:  # e.g. a directory without read permission, or a name too long
+        check = "check its permissions, or " if e.errno in (errno.EACCES, errno.EPERM) else ""
+        raise DataError(f"cannot read {e.filename or 'the dataset'}: {e.strerror or e}; "
+                        f"{check}give another --data-dir") from None
 
 
 def _load_dataset(name: str, data_dir, download: bool) -> Dataset:

@@ -10,12 +10,14 @@
 Each builds the plan the command line would (regjax.experiment.plan) and runs it
 (regjax.experiment.runner) in this process; keyword arguments are Config fields applied to
 every run (epochs, train_size, label_noise, batch_size, ...) or the plan's own settings
-(dataset, data_dir, output_dir, resume, ensemble, progress).
+(dataset, data_dir, output_dir, resume, ensemble, progress). A wrong argument is a TypeError
+or ValueError naming it before anything trains; a single number where a list is expected
+(values, train_sizes, label_noises, a knob's values in grid) is a list of one.
 """
 
 from __future__ import annotations
 
-from regjax.experiment.plan import compare_plan, sweep_plan
+from regjax.experiment.plan import as_list, compare_plan, sweep_plan
 from regjax.experiment.results import Results
 from regjax.experiment.study import study_plan
 
@@ -48,7 +50,7 @@ def sweep(technique: str, values, knob: str | None = None, seeds: int = 3,
           epochs: int | None = None, *, progress: bool = True, **settings) -> Results:
     """Trains `technique` with `knob` (default: the technique's own, e.g. l2 for "l2") at
     each of `values`, over seeds 0..seeds-1, all in one compiled program; returns Results."""
-    values = list(values)
+    values = as_list("values", values)  # a single value is a list of one
     command = call_text("sweep", technique, values, knob=knob, seeds=seeds, epochs=epochs,
                         **settings)
     return run_plan(sweep_plan(technique, values, knob, seeds, command=command, epochs=epochs,
@@ -63,8 +65,10 @@ def study(techniques="all", grid: dict | None = None, train_sizes=(0,), label_no
     rows) over seeds 0..seeds-1, one compiled program per structure and number of rows;
     returns Results whose table has a row per cell and whose plots are the map, the
     learning curves and (with a grid) the knobs' response curves."""
-    command = call_text("study", techniques, grid=grid, train_sizes=list(train_sizes),
-                        label_noises=list(label_noises), seeds=seeds, epochs=epochs,
-                        **settings)
+    # A single number is a list of one, for the regimes and for each knob of the grid.
+    train_sizes = as_list("train_sizes", train_sizes)
+    label_noises = as_list("label_noises", label_noises)
+    command = call_text("study", techniques, grid=grid, train_sizes=train_sizes,
+                        label_noises=label_noises, seeds=seeds, epochs=epochs, **settings)
     return run_plan(study_plan(techniques, grid, train_sizes, label_noises, seeds,
                                command=command, epochs=epochs, progress=progress, **settings))

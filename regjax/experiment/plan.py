@@ -9,8 +9,12 @@ Nothing here starts JAX: the command line builds its plan, and refuses a bad one
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from regjax.config import FIELDS, Config
 from regjax.presets import AUGMENT_STRENGTH, PRESETS, SWEEP_KNOBS, TECHNIQUES, own_knob, preset
@@ -71,6 +75,10 @@ class Plan:
         return [config for batch in self.batches for _, config in batch.members]
 
     def __post_init__(self):
+        for name in ("output_dir", "data_dir"):  # a str or any os.PathLike, as a Path
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, as_path(name, value))
         if self.ensemble and (self.shard is not None or self.cluster is not None):
             raise ValueError("ensemble averages all of a technique's seeds, which shares and "
                              "processes split: run it in one process")
@@ -79,6 +87,47 @@ class Plan:
         if self.resume and self.output_dir is None:
             raise ValueError("resume continues from the checkpoints in an output directory: "
                              "give one")
+
+
+def as_path(name: str, value) -> Path:
+    try:
+        return Path(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a path (a str or pathlib.Path), got "
+                        f"{type(value).__name__} {value!r}") from None
+
+
+def as_list(name: str, values) -> list:
+    """`values` as a list of numbers: a list, tuple, range or array as it is, a single number
+    as a list of one (as scikit-learn's parameter grids take one). A string, a mapping or
+    anything else that is not numbers is refused with a TypeError naming `name`."""
+    if isinstance(values, (numbers.Number, np.generic)) or (
+            isinstance(values, np.ndarray) and values.ndim == 0):
+        values = [values]
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a number or a list of numbers, got "
+                        f"{type(values).__name__} {values!r}")
+    values = list(np.asarray(values).tolist()) if isinstance(values, np.ndarray) else \
+        list(values)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.generic)) or \
+                isinstance(v, (np.str_, np.bytes_)):
+            raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {v!r}")
+    return values
+
+
+def technique_names(techniques, groups=("all",)) -> list[str]:
+    """A technique name, a group of them (`groups`: "all", and a study's "mlp" and "cnn")
+    or a list of names, as a list of names; anything else is a TypeError."""
+    if isinstance(techniques, str):
+        return [techniques] if techniques not in groups else techniques
+    if isinstance(techniques, Iterable) and not isinstance(techniques, Mapping):
+        names = list(techniques)
+        if all(isinstance(name, str) for name in names):
+            return names
+    raise TypeError(f"techniques must be a technique name, a list of them or one of "
+                    f"{', '.join(map(repr, groups))}, got {type(techniques).__name__} "
+                    f"{techniques!r}")
 
 
 def given_twice(values: list) -> list:
@@ -96,7 +145,8 @@ def seed_range(seeds: int) -> range:
 def compare_plan(techniques, seeds: int = 5, *, command: str, **settings) -> Plan:
     """Every technique over seeds 0..seeds-1, each technique's seeds one program. `settings`:
     Config fields set in every run (epochs, train_size, ...) and Plan fields."""
-    names = list(TECHNIQUES) if techniques == "all" else list(techniques)
+    names = technique_names(techniques)
+    names = list(TECHNIQUES) if names == "all" else names
     if given_twice(names):
         raise ValueError(f"techniques: {', '.join(given_twice(names))} given more than once")
     overrides, how = split_settings(settings)
@@ -118,7 +168,7 @@ def group_name(knob: str, value: float) -> str:
 
 
 def sweep_values(knob: str, values) -> list:
-    values = [float(v) for v in values]
+    values = [float(v) for v in as_list("values", values)]
     if not values:
         raise ValueError("values: give at least one")
     if given_twice(values):
@@ -183,3 +233,53 @@ def split_settings(settings: dict) -> tuple[dict, dict]:
                          f"{', '.join(sorted(PLAN_FIELDS))}")
     return ({k: v for k, v in given.items() if k not in PLAN_FIELDS},
             {k: v for k, v in given.items() if k in PLAN_FIELDS})
+
+
+# ------------------------------------------------------------------ resuming the same plan
+
+def identity(plan: Plan) -> dict:
+    """What makes `plan` the plan it is, as its checkpoints record it (JSON): what it
+    trains (every model's setting and config, in order), what its report is of, its dataset
+    and its share. A run resumes only from the checkpoints of the same identity."""
+    return {"kind": plan.kind, "about": plan.about, "dataset": plan.dataset,
+            "shard": None if plan.shard is None else list(plan.shard),
+            "models": [[name, config.to_dict()] for batch in plan.batches
+                       for name, config in batch.members]}
+
+
+def described(ident: dict) -> dict:
+    """An identity's parts by the names a user gave them: a study's techniques, grid and
+    regimes, a sweep's knob and values, the seeds, ...; then the settings and the models."""
+    about = dict(ident["about"])
+    inner = about.pop("study", {})
+    parts = {k: v for k, v in inner.items() if k in ("techniques", "grid", "train_sizes",
+                                                     "label_noises")}
+    parts.update({k: v for k, v in about.items() if k != "programs"})
+    parts.update(kind=ident["kind"], dataset=ident["dataset"], shard=ident["shard"],
+                 settings=list(dict.fromkeys(name for name, _ in ident["models"])))
+    return parts
+
+
+def difference(saved: dict, now: dict) -> str | None:
+    """The first way in which plan identity `now` differs from `saved`, said as the user
+    would change it ("techniques ['dropout', 'l2'] (now ['dropout'])", "dropout seed 1:
+    epochs=4 (now 5)"), or None where they are the same."""
+    old, new = described(saved), described(now)
+    for key in dict.fromkeys([*old, *new]):
+        if old.get(key) != new.get(key):
+            return f"{key} {shown_value(old.get(key))} (now {shown_value(new.get(key))})"
+    for (name, before), (_, after) in zip(saved["models"], now["models"]):
+        if before != after:
+            changed = ", ".join(f"{k}={before.get(k)!r} (now {after.get(k)!r})"
+                                for k in dict.fromkeys([*before, *after])
+                                if before.get(k) != after.get(k))
+            return f"{name} seed {after.get('seed')}: {changed}"
+    return None
+
+
+def shown_value(value) -> str:
+    """A value in a message; a long list by its first and last items."""
+    if isinstance(value, list) and len(value) > 8:
+        return f"[{', '.join(map(repr, value[:3]))}, ... {len(value) - 6} more ..., " \
+               f"{', '.join(map(repr, value[-3:]))}]"
+    return repr(value)

@@ -18,10 +18,28 @@ from regjax.files.outdir import EXPERIMENT_FILES, RESULTS
 from regjax.reports import documents
 
 
+def check_record(record) -> None:
+    """Refuses what is not an experiment's record (compare.py's, sweep.py's or study.py's
+    results.json): a train.py run's history.json, say."""
+    if not isinstance(record, dict):
+        raise TypeError(f"record must be a results.json's record (a dict), got "
+                        f"{type(record).__name__}")
+    groups = record.get("groups")
+    if not isinstance(groups, dict) or not all(
+            isinstance(g, dict) and isinstance(g.get("runs"), list) for g in groups.values()):
+        what = ("a run's history (history.json: read it with json.load, plot it with "
+                "regjax.plot)") if "epochs_run" in record else "no groups of runs"
+        raise ValueError(f"not the results of compare, sweep or study: {what}")
+    missing = [k for k in ("command", "dataset", "data_source") if k not in record]
+    if missing:
+        raise ValueError(f"not the results of compare, sweep or study: no {', '.join(missing)}")
+
+
 class Results:
     """The record of a comparison or sweep (or of one share of it: `shard` is then set)."""
 
     def __init__(self, record: dict, finished_before: bool = False):
+        check_record(record)
         self.record = record
         self.finished_before = finished_before  # a share resumed after it had finished
         self.saved: list[str] = []  # the files the last save() wrote
@@ -72,6 +90,9 @@ class Results:
         from regjax.files import atomic, outdir
 
         out = Path(directory)
+        if out.suffix == ".json":
+            raise ValueError(f"save takes a directory (it writes {RESULTS}, the report and "
+                             f"the plots there), got the file name {out}: give {out.parent}")
         lock = None if _locked else outdir.prepare_output_dir(
             out, resume=False, overwrite=overwrite, needed_bytes=10_000_000, owned=EXPERIMENT_FILES)
         try:
@@ -93,7 +114,14 @@ class Results:
         """The results in `directory`/results.json (or at that path)."""
         path = Path(directory)
         path = path / RESULTS if path.is_dir() else path
-        return cls(json.loads(path.read_text()), finished_before)
+        try:
+            record = json.loads(path.read_text())
+        except ValueError as e:  # not JSON, or not text
+            raise ValueError(f"{path}: not a results.json ({e})") from None
+        try:
+            return cls(record, finished_before)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def __repr__(self) -> str:
         share = "" if self.shard is None else f", share {self.shard[0]}/{self.shard[1]}"

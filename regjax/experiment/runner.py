@@ -9,6 +9,7 @@ results.json files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import shutil
 import time
@@ -18,11 +19,11 @@ from tqdm.auto import tqdm
 
 from regjax import data
 from regjax.experiment import distributed, shards
-from regjax.experiment.plan import Batch, Plan
+from regjax.experiment.plan import Batch, Plan, difference, identity
 from regjax.experiment.results import Results
-from regjax.files import outdir
-from regjax.files.checkpoint import Checkpoints
-from regjax.files.outdir import CHECKPOINTS, EXPERIMENT_FILES, RESULTS
+from regjax.files import atomic, outdir
+from regjax.files.checkpoint import CheckpointError, Checkpoints
+from regjax.files.outdir import CHECKPOINTS, EXPERIMENT_FILES, PLAN, RESULTS
 from regjax.train.batched import fit_batched
 
 KEEP = 1  # checkpoints kept per batch (plus the best): a batch resumes from its newest
@@ -81,6 +82,8 @@ def train_and_gather(plan: Plan, should_stop) -> Results:
     checkpoints = None if plan.output_dir is None else plan.output_dir / CHECKPOINTS
     if plan.cluster is not None:  # each process keeps its own (perhaps on its own disk)
         checkpoints = checkpoints / f"process-{plan.shard[0]}"
+    if checkpoints is not None:
+        claim_checkpoints(checkpoints, plan)
     groups, wall, interrupted = train_groups(mine, dataset, plan.progress, checkpoints,
                                              plan.resume, should_stop, plan.ensemble)
     if interrupted:
@@ -99,6 +102,31 @@ def train_and_gather(plan: Plan, should_stop) -> Results:
     if plan.cluster is None:
         return finish(share, plan.output_dir, None, checkpoints)
     return gather(share, plan, checkpoints)
+
+
+def claim_checkpoints(checkpoints: Path, plan: Plan) -> None:
+    """Records the plan beside its checkpoints; resuming, refuses checkpoints another plan
+    made (other techniques, grid, regimes, seeds, settings or share), naming the first
+    difference, before anything trains or is deleted."""
+    mine = json.loads(json.dumps(identity(plan)))  # as JSON reads it back
+    path = checkpoints / PLAN
+    if plan.resume and path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: cannot read the plan of these checkpoints ({e}); "
+                                  "start again with --overwrite") from None
+        changed = difference(saved, mine)
+        if changed is not None:
+            raise CheckpointError(f"{checkpoints}: the checkpoints were made by another plan: "
+                                  f"{changed}; resume with the same flags as the run that "
+                                  "made them, or start again with --overwrite")
+        return
+    if plan.resume and outdir.saved_epochs(checkpoints):
+        raise CheckpointError(f"{checkpoints}: the checkpoints do not record their plan (an "
+                              "older regjax wrote them); start again with --overwrite")
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, mine)
 
 
 def check_memory(batches: list[Batch], dataset: data.Dataset) -> None:

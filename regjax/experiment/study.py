@@ -16,14 +16,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
+from collections.abc import Mapping
 
-from regjax.config import FIELDS, Config
+from regjax.config import FIELDS, Config, combination_problems, field_problems, value_problem
 from regjax.experiment.plan import (
     Batch,
     Plan,
+    as_list,
     given_twice,
     seed_range,
     split_settings,
+    technique_names,
     value_text,
     with_value,
 )
@@ -47,9 +51,15 @@ def grid_knobs() -> tuple[str, ...]:
     return (*numeric, AUGMENT_STRENGTH)
 
 
-def check_grid(grid: dict) -> dict[str, list]:
+def check_grid(grid) -> dict[str, list]:
     """The grid's knobs and values as numbers, after refusing an unknown knob, one that is
-    structural or a regime, and an empty or repeated value list."""
+    structural or a regime, an empty or repeated value list, and a value outside the knob's
+    valid range (the user's mistake, refused as train.py refuses the same value; a value
+    that makes no sense for one technique is left out instead: settings_of). A single
+    number is a list of one."""
+    if not isinstance(grid, Mapping):
+        raise TypeError(f"grid must be a dict {{knob: values}}, got {type(grid).__name__} "
+                        f"{grid!r}")
     knobs = grid_knobs()
     checked = {}
     for knob, values in grid.items():
@@ -63,26 +73,34 @@ def check_grid(grid: dict) -> dict[str, list]:
                              "so it cannot vary between the models of one); run a study per "
                              "value, or choose one of " + ", ".join(knobs))
         if knob not in knobs:
-            close = difflib.get_close_matches(knob, knobs, n=1)
+            close = difflib.get_close_matches(str(knob), knobs, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise ValueError(f"grid: unknown knob {knob!r}; {hint}choose from "
                              + ", ".join(knobs))
-        values = list(values)
+        values = as_list(f"grid[{knob!r}]", values)
         if not values:
             raise ValueError(f"grid: {knob} has no values")
         if given_twice(values):
             raise ValueError(f"grid: {knob} value(s) {', '.join(map(repr, given_twice(values)))} "
                              "given more than once")
         if knob in FIELDS and FIELDS[knob].type == "int":
-            if any(float(v) != int(v) for v in values):
+            if any(not math.isfinite(v) or float(v) != int(v) for v in values):
                 raise ValueError(f"grid: {knob} takes whole numbers, got {values}")
             values = [int(v) for v in values]
+        else:
+            values = [float(v) for v in values]
+        for value in values:
+            problem = value_problem(knob, value) if knob in FIELDS else \
+                None if math.isfinite(value) and value >= 0 else \
+                f"{knob} must be a finite number >= 0, got {value!r}"
+            if problem is not None:
+                raise ValueError(f"grid: {problem}")
         checked[knob] = values
     return checked
 
 
 def regime_values(name: str, values, whole: bool) -> list:
-    values = list(values)
+    values = as_list(name, values)
     if not values:
         raise ValueError(f"{name}: give at least one value")
     if whole and any(float(v) != int(v) for v in values):
@@ -116,11 +134,7 @@ def left_out_reason(technique: str, point: dict, config: Config) -> str | None:
         needs = "augment" if knob == AUGMENT_STRENGTH else FIELDS[knob].metadata["needs"]
         if needs is not None and not getattr(config, needs):
             return f"{knob} needs {needs}, which {technique} does not use"
-    try:
-        config.validate()
-    except ValueError as e:
-        return str(e)
-    return None
+    return "; ".join(combination_problems(config)) or None
 
 
 def settings_of(techniques: list[str], grid: dict[str, list], overrides: dict):
@@ -137,6 +151,10 @@ def settings_of(techniques: list[str], grid: dict[str, list], overrides: dict):
             config = base
             for knob, value in point.items():
                 config = with_value(config, knob, value)
+            wrong = field_problems(config)  # e.g. augment_strength scaling a range past its
+            if wrong:  # bound: a value the user must change, not a combination to skip
+                raise ValueError(f"grid: {point_name(point)} makes {technique}'s "
+                                 + "; ".join(wrong))
             why = left_out_reason(technique, point, config)
             same = next((name for name, _, _, c in settings if c == config), None)
             if why is None and same is not None:
@@ -155,8 +173,8 @@ def study_plan(techniques="all", grid: dict | None = None, train_sizes=(0,),
     values}, a full product), in every regime (train_sizes x label_noises; train size 0: all
     rows), over seeds 0..seeds-1, as one plan: one compiled program per structure and
     number of rows. `settings`: Config fields set in every run and Plan fields."""
-    names = list(FAMILIES[techniques]) if isinstance(techniques, str) and \
-        techniques in FAMILIES else list(techniques)
+    names = technique_names(techniques, tuple(FAMILIES))
+    names = list(FAMILIES[names]) if isinstance(names, str) else names
     if not names:
         raise ValueError("techniques: give at least one")
     if given_twice(names):
@@ -172,6 +190,12 @@ def study_plan(techniques="all", grid: dict | None = None, train_sizes=(0,),
         raise ValueError(f"{', '.join(given_regime)}: a study's regimes are train_sizes and "
                          "label_noises")
     chosen, left_out = settings_of([n for n in names if n != REFERENCE], grid, overrides)
+    if len(chosen) == 1:  # the plain network alone: no cell of the map to fill
+        if left_out:
+            raise ValueError(f"grid: no point of the grid applies to {', '.join(names)} "
+                             f"({left_out[0][2]}); give knobs these techniques use")
+        raise ValueError(f"techniques: each cell of a study is a technique's difference from "
+                         f"the plain network ({REFERENCE}); give a technique besides it")
     regimes = list(itertools.product(sizes, noises))
     cells: dict[str, list] = {}
     programs: dict[Config, list] = {}  # structure -> members, in order of first appearance

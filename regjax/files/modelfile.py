@@ -36,6 +36,15 @@ def named_arrays(params: nnx.State, batch_stats: nnx.State) -> dict[str, np.ndar
 
 
 def save_model(path: str | os.PathLike, model: TrainedModel) -> None:
+    """Writes `model` (a TrainedModel) to the file `path` (model.npz), atomically."""
+    if not isinstance(model, TrainedModel):
+        order = " (the path comes first: save_model(path, model))" \
+            if isinstance(path, TrainedModel) else ""
+        raise TypeError(f"model must be a regjax.TrainedModel, got {type(model).__name__}"
+                        f"{order}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory: give the file to write, e.g. "
+                         f"{os.path.join(path, 'model.npz')}")
     _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
     arrays = named_arrays(params, batch_stats)
     arrays[CONFIG_KEY] = np.asarray(json.dumps(model.config.to_dict()))

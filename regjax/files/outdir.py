@@ -16,6 +16,7 @@ from regjax.files.atomic import UMASK, atomic_write
 
 HISTORY, MODEL, CURVES, CHECKPOINTS = "history.json", "model.npz", "curves.png", "checkpoints"
 RUN_FILES = (HISTORY, MODEL, CURVES, CHECKPOINTS)  # train.py's
+PLAN = "plan.json"  # in an experiment's checkpoints/: what plan made them
 RESULTS, REPORT, SUMMARY, SWEEP_PLOT = "results.json", "report.md", "summary.png", "sweep.png"
 MAP, RESPONSE = "map.png", "response.png"  # a study's
 EXPERIMENT_FILES = (RESULTS, REPORT, CURVES, SUMMARY, SWEEP_PLOT, MAP, RESPONSE,
@@ -36,6 +37,11 @@ def run_bytes(config: Config, keep_checkpoints: int) -> int:
     weights = weights_bytes(config)
     per_checkpoint = weights * state_copies(config)
     return per_checkpoint * (keep_checkpoints + 2) + weights
+
+
+def saved_epochs(checkpoints: Path) -> bool:
+    """Whether `checkpoints` (or a batch directory in it) holds a finished checkpoint."""
+    return any(p.name.isdigit() for p in [*checkpoints.glob("*"), *checkpoints.glob("*/*")])
 
 
 class DirectoryLock:
@@ -62,7 +68,9 @@ class DirectoryLock:
                                  " its file system does not support locks); choose an "
                                  "--output-dir on a local disk") from None
         os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"pid {os.getpid()}: {shlex.join(sys.argv)}".encode())
+        # surrogateescape: a path in the command line that is not UTF-8 is written as given.
+        os.write(self._fd, f"pid {os.getpid()}: {shlex.join(sys.argv)}".encode(
+            errors="surrogateescape"))
 
     def release(self, remove: bool = False) -> None:
         """Releases the lock; with `remove` (a run that failed in a directory it created),
@@ -94,14 +102,24 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
     whose `owned` lacks checkpoints/ cannot resume. Every check of what the directory holds
     is made under the lock, so no other run can change it in between."""
     can_resume = CHECKPOINTS in owned
-    if path.exists() and not path.is_dir():
+    try:
+        os.fspath(path).encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8, which Python keeps as surrogates
+        raise OutputDirError(f"output directory {path}: its name is not UTF-8 text, which the "
+                             "checkpoints cannot record; choose another --output-dir") from None
+    try:  # a name the file system refuses (too long, say) fails here
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as e:
+        raise OutputDirError(f"cannot use output directory {path}: {e.strerror or e}; choose "
+                             "another --output-dir") from None
+    if exists and not is_dir:
         raise OutputDirError(f"output directory {path} exists and is not a directory")
     if resume and overwrite:
         raise OutputDirError("--resume and --overwrite contradict each other; choose one")
-    if resume and not path.is_dir():
+    if resume and not is_dir:
         raise OutputDirError(f"nothing to resume in {path}: it does not exist; run without "
                              "--resume to start a new run")
-    created = not path.exists()
+    created = not exists
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -130,6 +148,11 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, needed_byte
 def check_output_dir(path, resume, overwrite, needed_bytes, owned, can_resume,
                      models: int = 1) -> None:
     present = sorted(p.name for p in path.iterdir() if p.name != LOCK)
+    theirs = [name for name in present if name in {*RUN_FILES, *EXPERIMENT_FILES} - {*owned}]
+    if theirs and (resume or overwrite):  # train.py's run where a report goes, or the reverse
+        raise OutputDirError(f"output directory {path} holds another kind of run "
+                             f"({', '.join(theirs)}): {'--resume' if resume else '--overwrite'} "
+                             "would mix this run's files with it; choose another --output-dir")
     if present and not (resume or overwrite):
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
         choices = "--resume to continue its run, --overwrite" if can_resume else "--overwrite"

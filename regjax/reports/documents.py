@@ -77,8 +77,9 @@ def figures(record: dict) -> dict:
     if kind(record) == "study":
         cells = rows(record)
         images = {MAP: maps.map_figure(record, cells), CURVES: maps.curves_figure(record, cells)}
-        if record["study"]["grid"]:
-            images[RESPONSE] = maps.response_figure(record, cells)
+        response = maps.response_figure(record, cells)
+        if response is not None:
+            images[RESPONSE] = response
         return images
     if kind(record) == "sweep":
         return {SWEEP_PLOT: plots.sweep_figure(record["knob"], rows(record))}

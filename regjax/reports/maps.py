@@ -110,13 +110,16 @@ def curves_figure(record: dict, rows: list[dict]) -> Figure:
     return fig
 
 
-def response_figure(record: dict, rows: list[dict]) -> Figure:
+def response_figure(record: dict, rows: list[dict]) -> Figure | None:
     """Mean test accuracy against each knob's value (averaged over the grid's other knobs):
-    a row of panels per knob, a panel per technique, a line per regime."""
+    a row of panels per knob, a panel per technique, a line per regime; None where no
+    technique has a grid point (nothing to draw)."""
     study = record["study"]
     knobs = list(study["grid"])
     techniques = list(dict.fromkeys(v["technique"] for v in study["settings"].values()
                                     if v["point"]))
+    if not knobs or not techniques:
+        return None
     fig = Figure(figsize=(4.5 * len(techniques), 3.8 * len(knobs)), layout="constrained")
     axes = np.array(fig.subplots(len(knobs), len(techniques), sharey=True, squeeze=False))
     regimes = dict.fromkeys(regime_name(n, p) for n in study["train_sizes"]

@@ -5,6 +5,7 @@ pyplot is not used, so no display or backend is needed (and a notebook's is left
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -126,9 +127,24 @@ def sweep_figure(knob: str, rows: list[dict]) -> Figure:
     return fig
 
 
+RUN_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epochs_run", "status")
+
+
+def check_history(history) -> None:
+    """Refuses what is not one run's history (what regjax.fit returns, or a history.json)."""
+    if not isinstance(history, Mapping):
+        raise TypeError(f"history must be a run's history (what regjax.fit returns, or a "
+                        f"history.json read with json.load), got {type(history).__name__}")
+    missing = [k for k in RUN_KEYS if k not in history]
+    if missing:
+        raise ValueError(f"history lacks {', '.join(missing)}: give a run's history (what "
+                         "regjax.fit returns, or a history.json read with json.load)")
+
+
 def run_figure(history: dict) -> Figure:
     """One run's loss and accuracy per epoch, training and validation, as people plot Keras'
     History by hand."""
+    check_history(history)
     fig = Figure(figsize=RUN_SIZE)
     axes = fig.subplots(1, 2)
     epochs = np.arange(1, history["epochs_run"] + 1)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from regjax.config import Config
+from regjax.config import Config, as_config
 from regjax.data.split import Split, as_split
 from regjax.files.checkpoint import Checkpoints
 from regjax.nn.models import TrainedModel
@@ -103,7 +103,7 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
     `validation` are the config's splits: regjax.data.model_data(config, dataset), which
     also applies its data regime (train_size, label_noise).
     """
-    config.validate()
+    as_config(config).validate()
     train, validation = as_split(train, "train"), as_split(validation, "validation")
     test = None if test is None else as_split(test, "test")
     rows = len(train) + (len(validation) if config.validation == "split" else 0)
@@ -121,6 +121,10 @@ def fit(config: Config, train: Split, validation: Split, test: Split | None = No
 def evaluate(model: TrainedModel, split: Split) -> dict:
     """{"loss", "accuracy"} of a trained model on a split, in evaluation mode; the loss
     includes the config's penalties and smoothing, as Keras reports it."""
+    if not isinstance(model, TrainedModel):
+        raise TypeError(f"model must be a regjax.TrainedModel (what regjax.fit returns; "
+                        f"regjax.load_model(path) reads a model.npz), got "
+                        f"{type(model).__name__} {model!r:.80}")
     split = as_split(split)
     _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
     program = step.program_of(model.config)

@@ -144,9 +144,12 @@ class Run:
             if any(r.keeps_best for r in records) else None
         rows = fingerprint(train, validation) if checkpoints is not None else None
         epochs = 0
-        if resume:
+        if resume and checkpoints.all_epochs():
             epochs, state, best, records = restore_run(checkpoints, engine.configs, state,
                                                        best, steps, sizes, log, rows)
+        elif resume:  # stopped before its first epoch ended: nothing is lost by starting
+            log(f"nothing to resume in {checkpoints.directory} (no epoch had finished): "
+                "starting from the beginning")
         return cls(engine, records, state, best, epochs, sizes, rows)
 
     def epoch(self, train, validation, active: np.ndarray, log) -> None:
