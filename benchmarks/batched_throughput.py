@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 from common import device, memory_bandwidth  # benchmarks/common.py
 
 from regjax.train.devices import use_cpu_devices
@@ -64,10 +65,10 @@ def main(argv=None) -> int:
     import jax
 
     from regjax import data, presets
-    from regjax.nn.models import weights_bytes
     from regjax.train.batched import fit_batched
+    from regjax.train.budget import state_bytes
+    from regjax.train.engine import Engine
     from regjax.train.fit import fit
-    from regjax.train.many import ManyModels
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     configs = [presets.preset(args.technique, seed=s, epochs=args.epochs, early_stopping=False)
@@ -75,15 +76,16 @@ def main(argv=None) -> int:
     train, val = data.train_and_validation(dataset, configs[0].validation)
     if args.steps:
         rows = args.steps * configs[0].batch_size
-        train = data.Split(train.images[:rows], train.labels[:rows])
+        train = data.Split(train.images[:rows], train.labels[:rows], train.classes)
     speed = memory_bandwidth()
-    moved = 9 * weights_bytes(configs[0]) + configs[0].batch_size * 28 * 28 * 4
+    weights = state_bytes(configs[0], dataset.spec)[1]
+    moved = 9 * weights + configs[0].batch_size * np.prod(dataset.spec.shape) * 4
     bound = speed / moved
     print(f"# {args.technique}, {args.epochs} epochs of {len(train):,} rows, {dataset.name}; "
           f"jax {jax.__version__}, {device()}, {jax.local_device_count()} device(s); "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"# bandwidth {speed / 1e9:,.0f} GB/s; {moved / 1e6:.2f} MB per model-step "
-          f"(9 x {weights_bytes(configs[0]) / 1e6:.2f} MB of weights + the batch): bound "
+          f"(9 x {weights / 1e6:.2f} MB of weights + the batch): bound "
           f"{bound:,.0f} model-steps/s")
     rates = {k: [] for k in counts}
     walls = {k: [] for k in counts}
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
         rate = statistics.median(rates[k])
         group, memory = "1", ""
         if k > 1:  # the engine fit_batched builds, compiled again for its memory analysis
-            engine = ManyModels(configs[:k])
+            engine = Engine(configs[:k], dataset.spec)
             engine.compile(engine.init_state(), engine.put(train), engine.put(val))
             group = str(engine.width)
             memory = f"{engine.tried[-1][1] / 1e9:,.2f} GB"

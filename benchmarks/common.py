@@ -22,7 +22,7 @@ def load(dataset_name: str, data_dir, rows: int | None):
 
     dataset = data.load_dataset(dataset_name, data_dir)
     if rows:  # smoke mode: a small slice of the real data
-        cut = lambda s, n: data.Split(s.images[:n], s.labels[:n])  # noqa: E731
+        cut = lambda s, n: data.Split(s.images[:n], s.labels[:n], s.classes)  # noqa: E731
         dataset = data.Dataset(dataset.name, dataset.source, cut(dataset.train, rows),
                                cut(dataset.test, max(rows // 6, 100)))
     return dataset
@@ -77,21 +77,33 @@ def device() -> str:
     return machine() if jax.devices()[0].platform == "cpu" else device_name()
 
 
-def cnn_step_flops(config) -> int:
+def cnn_step_flops(config, spec=None) -> int:
     """Floating-point operations of the products of one training step of the notebook's CNN
     (multiply and add counted apart): the convolution's forward product and its kernel's
     gradient (the input gradient is never formed: the input is data), and each Dense layer's
     forward, kernel-gradient and input-gradient products. Elementwise work (bias, ReLU, the
-    pool, the loss, Adam, the augmentation) is left out: it is memory-bound, not compute."""
-    from regjax.config import IMAGE_SHAPE, NUM_CLASSES
-    from regjax.nn.models import CNN_FEATURES, CONV_FILTERS
+    pool, the loss, Adam, the augmentation) is left out: it is memory-bound, not compute.
+    `spec`: the data (default the notebook's, 28x28x1 of 10 classes)."""
+    from regjax.models.cnn import FILTERS
 
+    (height, width, channels), classes = spec or NOTEBOOK_DATA
     b = config.batch_size
-    h, w = (s - 2 for s in IMAGE_SHAPE)  # the convolution's output positions
-    conv = 2 * b * h * w * 9 * CONV_FILTERS
-    sizes = (CNN_FEATURES, *config.hidden, NUM_CLASSES)
+    h, w = height - 2, width - 2  # the convolution's output positions
+    conv = 2 * b * h * w * 9 * channels * FILTERS
+    sizes = (cnn_features(spec), *config.hidden, classes)
     dense = sum(2 * b * i * o for i, o in zip(sizes[:-1], sizes[1:]))
     return 2 * conv + 3 * dense
+
+
+NOTEBOOK_DATA = ((28, 28, 1), 10)
+
+
+def cnn_features(spec) -> int:
+    """The CNN's features after its 3x3 convolution and 2x2 pooling, for data of `spec`."""
+    from regjax.models.cnn import FILTERS
+
+    (height, width, _), _ = spec or NOTEBOOK_DATA
+    return ((height - 2) // 2) * ((width - 2) // 2) * FILTERS
 
 
 def cache_bytes() -> int | None:
@@ -145,8 +157,7 @@ def dense_matmul_rate(config, rounds: int = 5, repeats: int = 100,
     import jax
     import numpy as np
 
-    from regjax.nn.models import CNN_FEATURES as features
-
+    features = cnn_features(None)
     b, units = config.batch_size, config.hidden[0]
     rs = np.random.default_rng(0)
     x, w, g = (jax.numpy.asarray(rs.random(s, np.float32))

@@ -20,13 +20,14 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from common import device  # benchmarks/common.py
 from flax import linen as nn
 
 from regjax import data
 from regjax.presets import preset
-from regjax.train.fit import OneModel
+from regjax.train.engine import Engine
 
 
 class NaiveMLP(nn.Module):
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     config = preset("baseline")
     dataset = data.load_dataset(args.dataset, args.data_dir)
     train, val = data.train_and_validation(dataset, config.validation)
-    engine = OneModel(config)  # regjax's compiled program for one model, as fit runs it
+    engine = Engine([config], dataset.spec)  # regjax's program for one model, as fit runs it
     (x, y), (vx, vy) = engine.put(train), engine.put(val)
     epoch, validate, params, opt_state = naive_epoch_and_validation(x, y, vx, vy,
                                                                     config.batch_size)
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
         jax.block_until_ready(validate(params))
         naive = time.perf_counter() - start
         start = time.perf_counter()
-        state, _ = engine.epoch(state, (x, y), e, None)
+        state, _ = engine.epoch(state, (x, y), e, np.ones(1, bool))
         engine.validate(state, (vx, vy))
         ours = time.perf_counter() - start
         if e:  # the first epoch compiles

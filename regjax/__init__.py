@@ -32,7 +32,7 @@ _PUBLIC = {
     "load_dataset": "data", "train_and_validation": "data", "model_data": "data",
     "fit": "train.fit", "evaluate": "train.fit",
     "load_model": "files.modelfile", "save_model": "files.modelfile",
-    "NOTEBOOK": "presets", "TrainedModel": "nn.models", "History": "train.history",
+    "NOTEBOOK": "presets", "TrainedModel": "models", "History": "train.history",
     "compare": "experiment.api", "sweep": "experiment.api", "study": "experiment.api",
     "Results": "experiment.results",
     "plot": "reports.plots",

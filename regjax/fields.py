@@ -38,16 +38,21 @@ RATE = Range(0.0, 1.0, high_open=True)  # a dropout rate or a momentum: [0, 1)
 NONNEGATIVE = Range(0.0)
 POSITIVE_INT = Range(1)
 # The --help sections of the settings that have several fields.
+MODEL, LOSS, INPUTS, OPTIMISATION = "model", "loss", "inputs", "optimisation"
+WEIGHTS = "weights (Keras optimizer semantics)"
 AUGMENT = "augmentation (Keras ImageDataGenerator semantics, on device)"
 STOP = "early stopping (on val_loss, Keras semantics)"
 REGIME = "data regime (drawn from each run's seed; see docs/techniques.md)"
+# The order of the sections in --help and of the fields in a Config; a technique may name a
+# section of its own, shown after these.
+GROUPS = (MODEL, LOSS, WEIGHTS, INPUTS, AUGMENT, STOP, OPTIMISATION, REGIME)
 
 
 def setting(default, group: str, help: str, *, metavar: str | None = None,
             valid: Range | None = None, choices: tuple | None = None, vary: str | None = None,
             sweep: bool = False, needs: str | None = None, core: bool = False):
-    """A Config field and its metadata:
-    group    the --help section its flag shows in
+    """A Config field and its metadata (and `kind`, its type: that of the default):
+    group    the --help section its flag shows in (GROUPS orders them)
     help     what it does (--help appends the default and the presets that set it)
     valid    the valid range (validate() refuses values outside it), or `choices`
     vary     "program": may differ between models in one compiled program (a knob, given
@@ -57,5 +62,5 @@ def setting(default, group: str, help: str, *, metavar: str | None = None,
     needs    the switch without which it has no effect (a flag given without it is refused)
     core     one of the baseline's own settings (the techniques table lists its flag)"""
     return dataclasses.field(default=default, metadata=dict(
-        group=group, help=help, metavar=metavar, valid=valid, choices=choices, vary=vary,
-        sweep=sweep, needs=needs, core=core))
+        kind=type(default), group=group, help=help, metavar=metavar, valid=valid,
+        choices=choices, vary=vary, sweep=sweep, needs=needs, core=core))

@@ -3,7 +3,9 @@ that --help and the README's techniques table show (tests/test_config.py checks 
 
 Each is the baseline MLP (Dense 128-64-10, Adam, batch 64, 20 epochs, validation_split=0.2)
 plus what its section of the notebook adds; Part 2 adds the regularizers a reader meets next,
-each at its Keras 3 reference's default or most common setting.
+each at its Keras 3 reference's default or most common setting. Every technique declares its
+own presets in its module (regjax.techniques); here they are gathered, the baseline first,
+then by part and rank (the notebook's order).
 """
 
 from __future__ import annotations
@@ -13,56 +15,31 @@ import difflib
 from typing import NamedTuple
 
 from regjax.config import DEFAULTS, FIELDS, Config
+from regjax.techniques import TECHNIQUES as ALL_TECHNIQUES
 
 
 class Preset(NamedTuple):
     config: Config
     summary: str  # one line, for --help and the README
+    part: int  # 1: the notebook's own techniques; 2 and 3: the ones a reader meets next
 
 
-CNN = dict(model="cnn", hidden=(128,), validation="test")  # Conv2D(32, 3x3), MaxPool, Dense(128)
-PRESETS: dict[str, Preset] = {
-    "baseline": Preset(Config(), "Dense 128-64-10, Adam, batch 64, 20 epochs, last 20% of "
-                       "train validates"),
-    "l1": Preset(Config(l1=1e-3), "baseline + l1(0.001) on the hidden kernels"),
-    "l2": Preset(Config(l2=1e-3), "baseline + l2(0.001) on the hidden kernels"),
-    "dropout": Preset(Config(dropout=0.25), "baseline + Dropout(0.25) after each hidden layer"),
-    "batchnorm": Preset(Config(batchnorm=True),
-                        "baseline + BatchNormalization after each hidden layer"),
-    "early_stopping": Preset(
-        Config(early_stopping=True, patience=3, epochs=50),
-        "baseline, up to 50 epochs, stops when val_loss stalls for 3 epochs"),
-    "augmentation": Preset(
-        Config(**CNN, augment=True),
-        "CNN trained on randomly rotated, shifted, sheared and zoomed images, validated on test"),
-    "label_smoothing": Preset(Config(label_smoothing=0.1, validation="test"),
-                              "baseline with targets smoothed by 0.1, validated on test"),
-    "weight_decay": Preset(
-        Config(weight_decay=0.004), "baseline trained with AdamW: decoupled weight decay 0.004 "
-        "(Keras' default) on every weight"),
-    "max_norm": Preset(
-        Config(max_norm=3.0), "baseline + MaxNorm(3): each hidden unit's incoming weights "
-        "rescaled to norm <= 3 after every update"),
-    "gaussian_noise": Preset(
-        Config(gaussian_noise=0.1), "baseline + GaussianNoise(0.1) on the inputs: N(0, 0.1) "
-        "added to every pixel in training"),
-    "spatial_dropout": Preset(
-        Config(**CNN, spatial_dropout=0.2), "the augmentation preset's CNN, not augmented, + "
-        "SpatialDropout2D(0.2): whole feature maps dropped"),
-    "mixup": Preset(Config(mixup=0.2), "baseline + MixUp(alpha=0.2): each training image and "
-                    "its target blended with another's of the batch"),
-    "cutmix": Preset(Config(cutmix=1.0), "baseline + CutMix(factor=1): a random box of another "
-                     "training image pasted into each, targets mixed by area"),
-    "random_erasing": Preset(
-        Config(random_erasing=1.0), "baseline + RandomErasing(factor=1): a random box of half "
-        "the training images replaced by noise"),
-    "weight_ema": Preset(
-        Config(ema=0.99), "baseline with Keras' use_ema=True (momentum 0.99): a moving average "
-        "of the weights replaces them when training ends"),
-}
+def _gather() -> dict[str, Preset]:
+    declared = sorted(((p.part, p.rank, name, p) for t in ALL_TECHNIQUES
+                       for name, p in t.presets.items()), key=lambda d: d[:2])
+    presets = {"baseline": Preset(Config(), "Dense 128-64-10, Adam, batch 64, 20 epochs, "
+                                  "last 20% of train validates", 1)}
+    for part, _, name, p in declared:
+        if name in presets:
+            raise ValueError(f"preset {name} is declared twice")
+        presets[name] = Preset(Config(**p.settings), p.summary, part)
+    return presets
+
+
+PRESETS: dict[str, Preset] = _gather()
 TECHNIQUES = tuple(PRESETS)
 # Part 1, the notebook's own techniques; the others are Part 2, the ones a reader meets next.
-NOTEBOOK = TECHNIQUES[:TECHNIQUES.index("label_smoothing") + 1]
+NOTEBOOK = tuple(name for name, p in PRESETS.items() if p.part == 1)
 # sweep.py's pseudo-knob for the augmentation preset: its four ranges scaled together.
 AUGMENT_STRENGTH = "augment_strength"
 SWEEP_KNOBS = (*(name for name, f in FIELDS.items() if f.metadata["sweep"]), AUGMENT_STRENGTH)

@@ -10,11 +10,12 @@ as a parent (to derive keys), nor shared between branches:
                        -> labels -> flip         which training labels --label-noise replaces
                                  -> class        the class each one gets
                -> train -> epoch(e) -> shuffle           the epoch's order of rows
-                                    -> step(i) -> dropout   masks, per layer below it
-                                               -> augment   the affine parameters
-                                               -> noise     the inputs' Gaussian noise
-                                               -> mix       MixUp's or CutMix's draws
-                                               -> erase     RandomErasing's draws
+                                    -> step(i) -> layers     the layers' draws: a layer at
+                                                             position p draws from
+                                                             fold_in(layers, p)
+                                               -> technique(b)  an input technique's draws,
+                                                             at the branch b its module
+                                                             declares (regjax.techniques)
 
 A key depends only on (seed, epoch, step), so a run is reproducible, any epoch can be
 recomputed on resume, and a model trained among others (regjax.train.batched) draws exactly what
@@ -35,12 +36,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Branch numbers: a child is fold_in(parent, number); siblings have different numbers.
+# Branch numbers: a child is fold_in(parent, number); siblings have different numbers. Under
+# a step, LAYERS is the layers' branch; the techniques' branches (1, 2, ...) are declared in
+# their modules, and tests/test_rng.py checks that no two techniques that may be combined
+# share one.
 INIT, TRAIN, DATA = 0, 1, 2
 SUBSET, LABELS = 0, 1
 FLIP, CLASS = 0, 1
 SHUFFLE, STEPS = 0, 1
-DROPOUT, AUGMENT, NOISE, MIX, ERASE = 0, 1, 2, 3, 4
+LAYERS = 0
 
 
 def root_key(seed) -> jax.Array:
@@ -80,24 +84,16 @@ def step_key(epoch: jax.Array, step) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(epoch, STEPS), step)
 
 
-def dropout_key(step: jax.Array) -> jax.Array:
-    return jax.random.fold_in(step, DROPOUT)
+def layers_key(step: jax.Array) -> jax.Array:
+    """The parent of the keys of a step's layers (regjax.nn.layers.prepare)."""
+    return jax.random.fold_in(step, LAYERS)
 
 
-def augment_key(step: jax.Array) -> jax.Array:
-    return jax.random.fold_in(step, AUGMENT)
-
-
-def noise_key(step: jax.Array) -> jax.Array:
-    return jax.random.fold_in(step, NOISE)
-
-
-def mix_key(step: jax.Array) -> jax.Array:
-    return jax.random.fold_in(step, MIX)
-
-
-def erase_key(step: jax.Array) -> jax.Array:
-    return jax.random.fold_in(step, ERASE)
+def technique_key(step: jax.Array, branch: int) -> jax.Array:
+    """The key of the technique whose module declares `branch`, in step `step`."""
+    if branch == LAYERS:
+        raise ValueError(f"branch {LAYERS} of a step is its layers'; a technique takes another")
+    return jax.random.fold_in(step, branch)
 
 
 # Threefry-2x32 (Salmon et al., 2011, "Parallel random numbers: as easy as 1, 2, 3"), as in

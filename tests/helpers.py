@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from regjax import data
-from regjax.config import Config
+from regjax.config import Config, Knobs
 from regjax.data import idx
-from regjax.data.split import Split
+from regjax.data.split import DataSpec, Split
 from regjax.train import step
 
 ROOT = Path(__file__).parents[1]
@@ -38,15 +38,26 @@ def write_idx_dir(directory: Path, train: Split, test: idx.Split, gz: bool = Tru
     return directory
 
 
+SPEC = DataSpec((28, 28, 1), 10)  # Fashion-MNIST's
+
+
+def make_program(config: Config, spec: DataSpec = SPEC):
+    """(program, initial state, rest) of one model of `config` on data of `spec`, as a
+    single run starts it."""
+    program = step.program_of(config, spec)
+    state, rest = step.initial_state(program, config)
+    return program, state, rest
+
+
 def loss_function(config: Config):
     """(initial state, loss(params, batch_stats, images, labels, weights, key, train)) of
     regjax.train.step.loss for `config`, with its knobs."""
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
+    program, state, rest = make_program(config)
+    knobs = Knobs.of(config)
 
     def loss(params, batch_stats, images, labels, weights, key=None, train=True):
-        return step.loss(program, params, batch_stats, images, labels, weights, key, knobs,
-                         train=train)[0]
+        return step.loss(program, params, batch_stats, rest, images, labels, weights, key,
+                         knobs, train=train)[0]
 
     return state, loss
 
@@ -61,15 +72,15 @@ def first_step(config: Config, fashion):
 
     from regjax import rng
 
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
+    program, state, rest = make_program(config)
+    knobs = Knobs.of(config)
     images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
     key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
     _, metrics = jax.jit(step.train_step, static_argnums=0)(
-        program, state, images, labels, jnp.ones(64), key, knobs)
+        program, state, rest, images, labels, jnp.ones(64), key, knobs)
 
     def loss_of(x, mix=None):
-        value, (_, m) = step.loss(program, state.params, state.batch_stats,
+        value, (_, m) = step.loss(program, state.params, state.batch_stats, rest,
                                   jnp.asarray(x, jnp.float32), labels, jnp.ones(64), None,
                                   knobs, train=False, mix=mix)
         return float(value), float(m.correct)

@@ -15,7 +15,10 @@ import functools
 import keras
 import numpy as np
 
-from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
+from regjax.config import Config
+from regjax.techniques import active
+
+IMAGE_SHAPE, NUM_CLASSES = (28, 28), 10  # the notebook's data
 
 assert keras.backend.backend() == "jax", "conftest.py sets KERAS_BACKEND=jax"
 
@@ -82,9 +85,16 @@ def keras_order(config: Config) -> list[str]:
     for i in range(len(config.hidden)):
         order += [f"params/head/hidden/{i}/kernel", f"params/head/hidden/{i}/bias"]
         if config.batchnorm:  # gamma, beta, moving mean, moving variance
-            order += [f"params/head/norms/{i}/scale", f"params/head/norms/{i}/bias",
-                      f"batch_stats/head/norms/{i}/mean", f"batch_stats/head/norms/{i}/var"]
+            norm = f"head/after/{i}/{hidden_layers(config).index('batchnorm')}/norm"
+            order += [f"params/{norm}/scale", f"params/{norm}/bias",
+                      f"batch_stats/{norm}/mean", f"batch_stats/{norm}/var"]
     return order + ["params/head/output/kernel", "params/head/output/bias"]
+
+
+def hidden_layers(config: Config) -> list[str]:
+    """The techniques whose layers regjax's DenseStack places after each hidden layer, in
+    its order."""
+    return [t.name for t in active(config) if "hidden" in t.layers]
 
 
 def keras_weights(arrays: dict[str, np.ndarray], config: Config) -> list[np.ndarray]:
@@ -98,7 +108,9 @@ def keras_inputs(images: np.ndarray, config: Config) -> np.ndarray:
     """uint8 images as the notebook feeds them: /255 as float32, flattened for the MLP,
     with a channel axis for the CNN."""
     x = images.astype(np.float32) / 255.0
-    return x[..., None] if config.model == "cnn" else x.reshape(len(x), -1)
+    if config.model == "cnn":
+        return x if x.ndim == 4 else x[..., None]
+    return x.reshape(len(x), -1)
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:

@@ -25,10 +25,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from regjax.nn.models import TrainedModel
-from regjax.train import fit, loop
+from regjax.models import TrainedModel
+from regjax.train import loop
+from regjax.train.engine import Engine
 
 SAFETY = 10.0
 FLOOR = 1e-6  # relative: a few float32 ulps of a reported mean (a sum of ~1e3 terms)
@@ -46,14 +46,11 @@ def nudged(tree):
 def perturbed_fit(config, train, validation, test=None) -> tuple[dict, TrainedModel]:
     """What regjax.fit gives for `config` (its history and model), trained from its initial
     weights nudged by one ulp (Adam's moments and the batch-norm statistics as they are)."""
-    engine = fit.OneModel(config)
+    engine = Engine([config], train.spec)
     initial = engine.init_state
     engine.init_state = lambda: (lambda s: s._replace(params=nudged(s.params)))(initial())
-    records, state = loop.train_loop(
-        engine, train, validation, test, log=lambda _: None, checkpoints=None, resume=False,
-        should_stop=lambda: False, on_epoch=lambda records: None)
-    return records[0].summary(), TrainedModel(config, nnx.merge(
-        engine.program.graphdef, state.params, state.batch_stats))
+    records, state = loop.train_loop(engine, train, validation, test, loop.RunIO())
+    return records[0].summary(), engine.trained_model(state)
 
 
 def relative_distance(a: dict, b: dict, keys=HISTORY_KEYS) -> np.ndarray:

@@ -42,7 +42,10 @@ def test_output_directory_safety(tmp_path, tiny_idx_dir):
 
 
 def test_a_full_disk_is_detected_before_training(tmp_path, monkeypatch):
-    needed = outdir.run_bytes(preset("augmentation"), 2)
+    from regjax.train import budget
+    from tests.helpers import SPEC
+
+    needed = budget.checkpoint_bytes(preset("augmentation"), SPEC, 2)
     assert needed > 4 * 4 * 692_000  # CNN: 692k weights, with Adam's two moments
     monkeypatch.setattr(outdir.shutil, "disk_usage",
                         lambda _: types.SimpleNamespace(free=needed - 1))

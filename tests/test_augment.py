@@ -16,14 +16,15 @@ RANGES = dict(rotation_range=10, shift_range=0.1, shear_range=0.2, zoom_range=0.
 def warp(images, params):
     p = augment.AffineParams(*[jnp.full(len(images), v, images.dtype) for v in params])
     return np.asarray(augment.warp_bilinear(jnp.asarray(images),
-                                            augment.affine_matrix(p, *images.shape[1:])))
+                                            augment.affine_matrix(p, *images.shape[1:3])))
 
 
 def keras_warp(image, params):
-    """The notebook's transform of one [H, W] image: ImageDataGenerator.apply_transform calls
-    this with its drawn theta, tx, ty, shear, zx, zy, fill_mode 'nearest' and order 1."""
-    return apply_affine_transform(image[..., None], *params, row_axis=0, col_axis=1,
-                                  channel_axis=2, fill_mode="nearest", order=1)[..., 0]
+    """The notebook's transform of one [H, W, C] image: ImageDataGenerator.apply_transform
+    calls this with its drawn theta, tx, ty, shear, zx, zy, fill_mode 'nearest' and order 1
+    (every channel alike)."""
+    return apply_affine_transform(image, *params, row_axis=0, col_axis=1, channel_axis=2,
+                                  fill_mode="nearest", order=1)
 
 
 def test_identity_parameters_give_the_identity(fashion):
@@ -82,7 +83,7 @@ def test_parameter_draws_match_keras_get_random_transform(shift):
 
 
 def test_random_affine_draws_per_image_transforms(fashion):
-    image = jnp.asarray(fashion.test.images[0] / 255, jnp.float32)
+    image = jnp.asarray(fashion.test.images[0] / 255, jnp.float32)  # [28, 28, 1]
     out = augment.random_affine(jax.random.key(0), jnp.stack([image, image]), **RANGES)
     assert not np.allclose(out[0], out[1])
     assert out.min() >= 0 and out.max() <= 1  # bilinear with edge fill never overshoots

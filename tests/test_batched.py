@@ -7,13 +7,16 @@ import pytest
 
 import regjax
 from regjax import data, rng
+from regjax.config import Knobs
 from regjax.nn import augment
 from regjax.presets import preset
-from regjax.train import devices, many, step
+from regjax.techniques import BY_NAME
+from regjax.train import devices, mapping, step
 from regjax.train.batched import fit_batched
-from regjax.train.many import over_models, shared_structure
+from regjax.train.engine import Engine
+from regjax.train.mapping import over_models, shared_structure
 from tests import rounding
-from tests.helpers import quiet
+from tests.helpers import SPEC, make_program, quiet
 
 # Every knob that may differ between models of one program, all from seed 0 (so what tells
 # the models apart is their knobs), plus one model of another seed.
@@ -33,10 +36,10 @@ def draws(config, knobs, epoch, n, step_index=0):
     epoch_key = rng.epoch_key(knobs.seed, epoch)
     rows, _ = step.epoch_batches(rng.shuffle_key(epoch_key), n, config.batch_size)
     step_key = rng.step_key(epoch_key, step_index)
-    mask = rng.bernoulli(jax.random.fold_in(rng.dropout_key(step_key), 0), 1 - knobs.dropout,
+    mask = rng.bernoulli(jax.random.fold_in(rng.layers_key(step_key), 0), 1 - knobs.dropout,
                          (config.batch_size, config.hidden[0]))
     affine = augment.sample_affine_params(
-        rng.augment_key(step_key), config.batch_size, 28, 28,
+        rng.technique_key(step_key, BY_NAME["augmentation"].branch), config.batch_size, 28, 28,
         rotation_range=knobs.rotation_range, shift_range=knobs.shift_range,
         shear_range=knobs.shear_range, zoom_range=knobs.zoom_range)
     return rows, mask, affine
@@ -52,9 +55,9 @@ def test_each_model_draws_exactly_its_single_runs_randomness(width):
     together = jax.jit(lambda k, e: over_models(lambda m: draws(structure, m, e, 1000), k,
                                                  width))
     for epoch in (0, 1):
-        batched = together(step.Knobs.of(configs), epoch)
+        batched = together(Knobs.of(configs), epoch)
         for i, config in enumerate(configs):
-            single = alone(step.Knobs.of(config), epoch)
+            single = alone(Knobs.of(config), epoch)
             for ours, theirs in zip(jax.tree.leaves(batched), jax.tree.leaves(single)):
                 np.testing.assert_array_equal(ours[i], theirs)
 
@@ -117,9 +120,9 @@ def test_models_with_data_of_their_own_follow_their_single_runs(reference, fashi
                                                                 vmap_width, train_size):
     # A data regime gives each model its own rows and labels (its seed's subset and noise;
     # with label noise alone, the images stay shared and only the labels get a model axis),
-    # still in one program (regjax.train.many.ManyModels.put).
+    # still in one program (regjax.train.engine.Engine.put).
     dataset = data.Dataset("fashion_mnist", "2,000 rows", data.Split(
-        fashion.train.images[:2000], fashion.train.labels[:2000]), small[2])
+        fashion.train.images[:2000], fashion.train.labels[:2000], 10), small[2])
     configs = [preset("baseline", seed=0, epochs=2, train_size=train_size, label_noise=0.3),
                preset("baseline", seed=1, epochs=2, train_size=train_size)]
     train, val = map(list, zip(*(data.model_data(c, dataset) for c in configs)))
@@ -170,24 +173,24 @@ def test_groups_narrow_until_xla_says_they_fit(small, monkeypatch):
     configs = [preset("dropout", seed=s, epochs=1) for s in range(4)]
 
     def compiled(**kwargs):
-        engine = many.ManyModels(configs, **kwargs)
+        engine = Engine(configs, SPEC, **kwargs)
         engine.compile(engine.init_state(), engine.put(train), engine.put(val))
         return engine
 
     (_, all_four), = compiled(vmap_width=4).tried
-    free = int(0.8 * all_four / many.MEMORY_SHARE)
-    monkeypatch.setattr(many, "on_cpu", lambda: False)
+    free = int(0.8 * all_four / mapping.MEMORY_SHARE)
+    monkeypatch.setattr(mapping, "on_cpu", lambda: False)
     monkeypatch.setattr(devices, "free_bytes", lambda device=None: free)
     tried = compiled().tried
     assert tried[0] == (4, all_four) and len(tried) > 1
     widths = [width for width, _ in tried]
     assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
-    assert all(needed > many.MEMORY_SHARE * free for _, needed in tried[:-1])
-    assert tried[-1][1] <= many.MEMORY_SHARE * free or widths[-1] == 1
+    assert all(needed > mapping.MEMORY_SHARE * free for _, needed in tried[:-1])
+    assert tried[-1][1] <= mapping.MEMORY_SHARE * free or widths[-1] == 1
     # The next width: the working memory scaled to the room left beside the fixed part.
-    assert many.narrower(100, needed=500, temporaries=400, free=int(300 / 0.9) + 1) == 50
-    assert many.narrower(10, needed=101, temporaries=100, free=112) == 9  # narrower
-    assert many.narrower(10, 10**9, 10**9, 1) == 1
+    assert mapping.narrower(100, needed=500, temporaries=400, free=int(300 / 0.9) + 1) == 50
+    assert mapping.narrower(10, needed=101, temporaries=100, free=112) == 9  # narrower
+    assert mapping.narrower(10, 10**9, 10**9, 1) == 1
 
 
 def test_models_start_from_their_single_runs_weights_bit_for_bit():
@@ -195,9 +198,9 @@ def test_models_start_from_their_single_runs_weights_bit_for_bit():
     every bit, batch-norm statistics and Adam's moments included."""
     configs = [preset("batchnorm", seed=s, dropout=d) for s, d in ((0, 0.0), (7, 0.3),
                                                                     (123456, 0.5))]
-    batched_state = many.ManyModels(configs).init_state()
+    batched_state = Engine(configs, SPEC).init_state()
     for k, config in enumerate(configs):
-        single = step.make_program(config)[1]
+        single = make_program(config)[1]
         for ours, theirs in zip(jax.tree.leaves(batched_state), jax.tree.leaves(single),
                                 strict=True):
             np.testing.assert_array_equal(np.asarray(ours)[k], theirs)
@@ -232,8 +235,7 @@ def test_the_ensemble_averages_its_members_final_predictions(small):
     def numpy_ensemble(models):
         probabilities = []
         for model in models:
-            logits = np.asarray(model.module(test.images / np.float32(255), train=False),
-                                np.float64)
+            logits = np.asarray(model(test.images / np.float32(255)), np.float64)
             exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
             probabilities.append(exp / exp.sum(axis=-1, keepdims=True))
         mean = np.mean(probabilities, axis=0)

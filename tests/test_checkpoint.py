@@ -11,17 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 import regjax
 from regjax.data.split import Split
 from regjax.files import outdir
 from regjax.files.checkpoint import CheckpointError, Checkpoints
-from regjax.nn.models import TrainedModel
 from regjax.presets import preset
-from regjax.train import fit as training
 from regjax.train import step
-from tests.helpers import ROOT, quiet, script, write_idx_dir
+from regjax.train.engine import Engine
+from tests.helpers import ROOT, SPEC, make_program, quiet, script, write_idx_dir
 
 SCRIPT = str(ROOT / "scripts" / "train.py")
 # Every kind of state a checkpoint carries: parameters, Adam's moments, batch-norm statistics,
@@ -145,23 +143,24 @@ def test_keeps_the_newest_checkpoints_plus_the_best(tmp_path):
 
 def test_a_diverging_epoch_is_never_saved_over_a_good_checkpoint(tmp_path, small, monkeypatch):
     # Fault injection: from the second epoch on, the epoch's parameters become NaN.
-    def poisoned(program, state, images, labels, epoch, knobs, num_steps=None):
-        state, metrics = step.train_epoch(program, state, images, labels, epoch, knobs)
+    train_epoch = step.train_epoch
+
+    def poisoned(program, state, rest, images, labels, epoch, knobs, num_steps=None):
+        state, metrics = train_epoch(program, state, rest, images, labels, epoch, knobs)
         scale = jnp.where(epoch >= 1, jnp.nan, 1.0)
         return state._replace(params=jax.tree.map(lambda p: p * scale, state.params)), metrics
 
-    monkeypatch.setattr(training, "_train_epoch", jax.jit(
-        poisoned, static_argnums=0, static_argnames="num_steps", donate_argnums=1))
+    monkeypatch.setattr(step, "train_epoch", poisoned)
     config = preset("baseline", epochs=4)
     checkpoints = Checkpoints(tmp_path)
     history, _ = regjax.fit(config, *small[:2], log=quiet, checkpoints=checkpoints)
     assert history["status"] == "diverged" and history["diverged_epoch"] == 2
     assert history["epochs_run"] == 1 and all(map(math.isfinite, history["val_loss"]))
     assert checkpoints.all_epochs() == [1]
-    program, state = step.make_program(config)
-    saved = checkpoints.arrays(1, {"state": state})["state"]
+    engine = Engine([config], SPEC)  # a run's checkpoint holds its engine's state
+    saved = checkpoints.arrays(1, {"state": engine.init_state()})["state"]
     assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(saved.params))
-    model = TrainedModel(config, nnx.merge(program.graphdef, saved.params, saved.batch_stats))
+    model = engine.trained_model(saved)
     assert regjax.evaluate(model, small[1])["loss"] == pytest.approx(history["val_loss"][0],
                                                                      rel=1e-6)
 
@@ -197,7 +196,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, tiny_idx_dir):
     checkpoints.save(1, {"state": {"w": jnp.zeros(3)}}, {}, 0.0)
     checkpoints.wait()
     with pytest.raises(CheckpointError, match="does not fit this model"):
-        checkpoints.arrays(1, {"state": step.make_program(preset("baseline"))[1]})
+        checkpoints.arrays(1, {"state": make_program(preset("baseline"))[1]})
 
 
 def test_a_failing_checkpoint_write_stops_training_with_a_clear_error(tmp_path, small):

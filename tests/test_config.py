@@ -11,9 +11,9 @@ from flax import nnx
 
 from regjax import config as cfg
 from regjax import presets
-from regjax.nn.models import make_model
+from regjax.models import make_model
 from tests import keras_oracle as oracle
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SPEC
 
 
 def test_presets_are_the_notebooks_settings():
@@ -76,5 +76,6 @@ def test_each_preset_builds_the_notebooks_keras_model(technique):
     assert type(ours.optimizer) is type(notebook.optimizer)
     assert optimizer(ours) == optimizer(notebook)
     assert ours.count_params() == notebook.count_params()
-    model = make_model(config)
-    assert sum(np.size(x) for x in jax.tree.leaves(nnx.state(model))) == notebook.count_params()
+    model = make_model(config, SPEC)
+    assert sum(np.size(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param, nnx.BatchStat))) \
+        == notebook.count_params()

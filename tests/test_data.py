@@ -9,8 +9,8 @@ from regjax.presets import preset
 
 
 def test_debian_fashion_mnist_is_complete_and_sane(fashion):
-    assert fashion.train.images.shape == (60000, 28, 28)
-    assert fashion.test.images.shape == (10000, 28, 28)
+    assert fashion.train.images.shape == (60000, 28, 28, 1)
+    assert fashion.test.images.shape == (10000, 28, 28, 1)
     assert np.bincount(fashion.train.labels).tolist() == [6000] * 10
     assert fashion.train.images.dtype == np.uint8
 

@@ -23,10 +23,10 @@ from regjax.data import idx
 from regjax.data.split import Split
 from regjax.files import atomic, modelfile, outdir
 from regjax.files.checkpoint import CheckpointError, Checkpoints
-from regjax.nn import models
 from regjax.presets import preset
+from regjax.train import budget
 from regjax.train.batched import fit_batched
-from tests.helpers import ROOT, quiet
+from tests.helpers import ROOT, SPEC, quiet
 from tests.test_cli import assert_one_line_error, in_process
 
 
@@ -181,23 +181,25 @@ def test_an_output_directory_without_locks_is_named(tmp_path, monkeypatch):
 
 def test_the_estimates_count_every_copy_of_the_weights(tmp_path, small):
     """A checkpoint of a run with a moving average and restored best weights is no larger
-    than run_bytes reserves for one; the average is one more copy of the weights."""
+    than the budget reserves for one; the average and the best weights are one more copy of
+    the weights each."""
     config = preset("weight_ema", early_stopping=True, restore_best_weights=True, epochs=1)
     checkpoints = Checkpoints(tmp_path / "checkpoints")
     regjax.fit(config, *small[:2], log=quiet, checkpoints=checkpoints)
     checkpoints.close()
     written = (tmp_path / "checkpoints" / "1" / "arrays" / "arrays.npz").stat().st_size
-    weights = models.weights_bytes(config)
-    per_checkpoint = (outdir.run_bytes(config, 1) - weights) / 3
+    _, weights, model = budget.state_bytes(config, SPEC)
+    per_checkpoint = (budget.checkpoint_bytes(config, SPEC, 1) - model) / 3
     assert written <= per_checkpoint * 1.01  # the .npz's headers aside
-    assert models.state_copies(config) == models.state_copies(preset("baseline")) + 2
+    plain = budget.checkpoint_bytes(preset("baseline"), SPEC, 1)
+    assert budget.checkpoint_bytes(config, SPEC, 1) - plain >= 2 * 3 * weights
 
 
 def test_the_disk_estimate_traces_each_structure_once():
-    models._structure_bytes.cache_clear()
-    sizes = {models.weights_bytes(preset("dropout", seed=s, dropout=0.1 + s / 1e4))
+    budget._state_shapes.cache_clear()
+    sizes = {budget.checkpoint_bytes(preset("dropout", seed=s, dropout=0.1 + s / 1e4), SPEC, 2)
              for s in range(200)}
-    assert len(sizes) == 1 and models._structure_bytes.cache_info().misses == 1
+    assert len(sizes) == 1 and budget._state_shapes.cache_info().misses == 1
 
 
 def test_keys_stay_threefry_whatever_jax_defaults_to():
@@ -227,7 +229,7 @@ def test_comparisons_refuse_what_would_mislead(tmp_path, capsys, main, args, mes
 
 
 def test_sweep_groups_name_their_values_exactly():
-    from regjax.experiment.plan import group_name
+    from regjax.reports.names import group_name
 
     assert group_name("l2", 1e-3) == "l2=0.001" and group_name("l2", 0.0) == "l2=0"
     assert group_name("l2", 1e-3) != group_name("l2", 1.0000001e-3)
@@ -258,7 +260,10 @@ def test_evaluate_checks_what_it_is_given(small):
     _, model = regjax.fit(preset("baseline", epochs=1), *small[:2], log=quiet)
     test = small[2]
     assert regjax.evaluate(model, (test.images, test.labels)) == regjax.evaluate(model, test)
-    for rows, message in [((test.images / 255.0, test.labels), "images must be uint8"),
+    floats = (test.images / np.float32(255), test.labels)  # as Keras users scale them
+    assert regjax.evaluate(model, floats)["accuracy"] == regjax.evaluate(model, test)["accuracy"]
+    for rows, message in [((test.images * 1.0, test.labels), "float images must hold values "
+                                                             "in \\[0, 1\\]"),
                           ((test.images, np.full(len(test), 255)), "labels must be classes"),
                           ((test.images, np.eye(10)[test.labels]), "not one-hot"),
                           ("rows", "expected a Split or an \\(images, labels\\) pair")]:
@@ -279,8 +284,8 @@ def test_load_model_names_the_file_it_cannot_use(tmp_path, small):
     variants = {"bad-config.npz": {**arrays, modelfile.CONFIG_KEY: np.asarray('{"bogus": 1}')},
                 "bad-rate.npz": {**arrays, modelfile.CONFIG_KEY: np.asarray(
                     json.dumps({**config, "dropout": 5.0}))},
-                "int8.npz": {k: v.astype(np.int8) if k != modelfile.CONFIG_KEY else v
-                             for k, v in arrays.items()}}
+                "int8.npz": {k: v if k in (modelfile.CONFIG_KEY, modelfile.SPEC_KEY)
+                             else v.astype(np.int8) for k, v in arrays.items()}}
     for name, content in variants.items():
         np.savez(tmp_path / name, **content)
     for name, message in [("truncated.npz", "not a model file written by regjax"),

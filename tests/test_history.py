@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from regjax.config import Config
-from regjax.train.history import EarlyStopping, RunRecord
+from regjax.techniques.early_stopping import EarlyStopping
+from regjax.train.history import RunRecord
 from tests.keras_oracle import keras_stop_epoch
 
 

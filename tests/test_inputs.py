@@ -16,9 +16,9 @@ from regjax.cli.study import study_main
 from regjax.experiment import runner
 from regjax.experiment.study import study_plan
 from regjax.files.checkpoint import CheckpointError
-from regjax.nn.models import TrainedModel, make_model
+from regjax.models import TrainedModel, make_model
 from regjax.reports import documents
-from tests.helpers import ROOT, script
+from tests.helpers import ROOT, SPEC, script
 from tests.test_study import synthetic
 
 # ------------------------------------------------------------------- a study's grid
@@ -138,7 +138,7 @@ def test_fit_resume_without_a_checkpoint_starts_from_the_beginning(tmp_path, sma
 
 def a_model() -> TrainedModel:
     config = regjax.preset("baseline", hidden=(4,))
-    return TrainedModel(config, make_model(config))
+    return TrainedModel(config, make_model(config, SPEC), SPEC)
 
 
 @pytest.mark.parametrize("call, error, message", [

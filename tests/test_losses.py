@@ -13,15 +13,24 @@ from jax.test_util import check_grads
 from regjax import config as cfg
 from regjax import presets
 from regjax.files.modelfile import named_arrays
-from regjax.nn.losses import cross_entropy, l1_penalty, l2_penalty, smooth_labels, weight_penalty
-from regjax.nn.models import make_model
+from regjax.models import make_model, regularized_kernels
+from regjax.nn import tree
+from regjax.nn.losses import cross_entropy
+from regjax.techniques.l1 import l1_penalty
+from regjax.techniques.l2 import l2_penalty
+from regjax.techniques.label_smoothing import smooth_labels
 from tests import keras_oracle as oracle
-from tests.helpers import loss_function
+from tests.helpers import SPEC, loss_function
+
+
+def smoothed_loss(logits, labels, smoothing):
+    """The notebook's loss: cross-entropy of the one-hot targets smoothed by `smoothing`."""
+    return cross_entropy(logits, smooth_labels(jax.nn.one_hot(labels, 10), smoothing))
 
 
 def batch(n=16, seed=0):
     k1, k2 = jax.random.split(jax.random.key(seed))
-    images = jax.random.uniform(k1, (n, 28, 28))
+    images = jax.random.uniform(k1, (n, 28, 28, 1))
     labels = jax.random.randint(k2, (n,), 0, 10)
     return images, labels, jnp.ones(n)
 
@@ -94,9 +103,9 @@ def test_smoothed_cross_entropy_value_and_gradient(smoothing):
     labels = jnp.array([0, 3, 9, 3, 7])
     targets = np.asarray(smooth_labels(jax.nn.one_hot(labels, 10), smoothing))
     p = np.asarray(jax.nn.softmax(logits))
-    np.testing.assert_allclose(cross_entropy(logits, labels, smoothing),
+    np.testing.assert_allclose(smoothed_loss(logits, labels, smoothing),
                                -(targets * np.log(p)).sum(-1), rtol=1e-5)
-    grad = jax.grad(lambda z: cross_entropy(z, labels, smoothing).sum())(logits)
+    grad = jax.grad(lambda z: smoothed_loss(z, labels, smoothing).sum())(logits)
     np.testing.assert_allclose(grad, p - targets, atol=1e-6)
 
 
@@ -107,13 +116,14 @@ def test_penalties_match_keras_regularizers_on_the_same_model(model, l1, l2):
     equivalent model (kernel_regularizer on the hidden layers, not biases, not the output
     layer): the same float32 sums, to a few ulps."""
     config = cfg.Config(model=model, hidden=(32, 16), l1=l1, l2=l2)
-    module = make_model(config)
+    module = make_model(config, SPEC)
+    _, params, batch_stats, _ = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
     keras_model = oracle.keras_model(config)
-    keras_model.set_weights(oracle.keras_weights(
-        named_arrays(*nnx.split(module, nnx.Param, nnx.BatchStat)[1:]), config))
-    np.testing.assert_allclose(weight_penalty(module.regularized_kernels(), l1, l2),
-                               sum(float(x) for x in keras_model.losses), rtol=1e-5)
-    k = module.regularized_kernels()[0]
+    keras_model.set_weights(oracle.keras_weights(named_arrays(params, batch_stats), config))
+    kernels = tree.arrays_at(params, regularized_kernels(module))
+    penalty = l1_penalty(kernels, l1) + l2_penalty(kernels, l2)
+    np.testing.assert_allclose(penalty, sum(float(x) for x in keras_model.losses), rtol=1e-5)
+    k = kernels[0]
     if l1:
         np.testing.assert_allclose(l1_penalty([k], l1), keras.regularizers.l1(l1)(k), rtol=1e-5)
     if l2:
@@ -128,7 +138,7 @@ def test_cross_entropy_matches_the_notebooks_loss_from_logits(smoothing):
     logits = jax.random.normal(jax.random.key(1), (64, 10)) * 12
     labels = jax.random.randint(jax.random.key(2), (64,), 0, 10)
     theirs = oracle.notebook_loss(smoothing)(oracle.one_hot(np.asarray(labels)), logits)
-    np.testing.assert_allclose(cross_entropy(logits, labels, smoothing), theirs, rtol=1e-5,
+    np.testing.assert_allclose(smoothed_loss(logits, labels, smoothing), theirs, rtol=1e-5,
                                atol=1e-6)
 
 
@@ -144,7 +154,7 @@ def test_full_loss_matches_finite_differences_in_float64(technique):
         params = jax.tree.map(lambda a: a.astype(jnp.float64), state.params)
         stats = jax.tree.map(lambda a: a.astype(jnp.float64), state.batch_stats)
         k1, k2 = jax.random.split(jax.random.key(3))
-        images = jax.random.uniform(k1, (6, 28, 28), dtype=jnp.float64)
+        images = jax.random.uniform(k1, (6, 28, 28, 1), dtype=jnp.float64)
         labels = jax.random.randint(k2, (6,), 0, 10)
 
         def loss(params):

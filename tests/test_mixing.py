@@ -12,6 +12,7 @@ from scipy import stats
 from regjax import presets, rng
 from regjax.nn import augment, mixing
 from regjax.nn.losses import mixed_one_hot
+from regjax.techniques import BY_NAME
 from tests import keras_oracle as oracle
 from tests.helpers import first_step
 
@@ -30,10 +31,10 @@ def test_mixup_transforms_images_and_targets_as_keras_mixup(fashion):
     assert np.mean(partner[:40] == np.arange(40)) < 0.2  # really shuffled
     layer = keras.layers.MixUp(alpha=0.2)
     transformation = {"mix_weight": lam, "permutation_order": partner}
-    theirs = np.asarray(layer.transform_images(images[..., None], transformation))[..., 0]
+    theirs = np.asarray(layer.transform_images(images, transformation))
     np.testing.assert_allclose(np.asarray(mixed), theirs, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(
-        np.asarray(mixed_one_hot(labels, (partner, lam))),
+        np.asarray(mixed_one_hot(labels, 10, (partner, lam))),
         np.asarray(layer.transform_labels(oracle.one_hot(labels), transformation)),
         rtol=1e-6, atol=1e-7)
     same, (_, ones) = mixing.mixup(jax.random.key(0), jnp.asarray(images), weights,
@@ -53,7 +54,7 @@ def test_mixup_draws_as_keras_mixup_draws():
     layer = keras.layers.MixUp(alpha=0.2, seed=1)
     theirs = np.concatenate([np.asarray(layer.get_random_transformation(
         np.zeros((64, 28, 28, 1), np.float32))["mix_weight"]) for _ in range(200)])
-    draw = jax.jit(jax.vmap(lambda k: mixing.mixup(k, jnp.zeros((64, 28, 28)), jnp.ones(64),
+    draw = jax.jit(jax.vmap(lambda k: mixing.mixup(k, jnp.zeros((64, 28, 28, 1)), jnp.ones(64),
                                                    jnp.float32(0.2))[1]))
     partner, lam = draw(jax.random.split(jax.random.key(2), 2000))
     ours = np.asarray(lam).ravel()
@@ -73,7 +74,8 @@ def test_a_training_step_trains_on_the_mixed_batch(fashion, technique, mix):
     config = presets.preset(technique)
     reported, images, key, loss_of = first_step(config, fashion)
     x = jnp.asarray(images.astype(np.float32) / 255)
-    mixed, mix = mix(rng.mix_key(key), x, jnp.ones(64), getattr(config, technique))
+    mixed, mix = mix(rng.technique_key(key, BY_NAME[technique].branch), x, jnp.ones(64),
+                     getattr(config, technique))
     loss, correct = loss_of(mixed, mix)
     assert reported["loss"] == pytest.approx(loss, rel=1e-5)
     assert reported["accuracy"] * 64 == correct
@@ -97,16 +99,15 @@ def test_cutmix_boxes_images_and_targets_as_keras_cutmix(fashion):
     layer = keras.layers.CutMix(factor=1.0)
     masks, weight = layer._generate_batch_mask((64, 28, 28, 1), (x0, x1, y0, y1))
     masks = np.asarray(masks)
-    np.testing.assert_array_equal(
-        np.asarray(augment.box_mask(bounds, 28, 28)), masks[..., 0])
+    np.testing.assert_array_equal(np.asarray(augment.box_mask(bounds, 28, 28)), masks)
     np.testing.assert_allclose(np.asarray(lam), np.asarray(weight).ravel(), atol=1e-6)  # f32
     transformation = {"permutation_order": partner, "batch_masks": masks,
                       "mix_weight": np.asarray(weight).ravel()}
     np.testing.assert_array_equal(
         np.asarray(mixed),
-        np.asarray(layer.transform_images(images[..., None], transformation))[..., 0])
+        np.asarray(layer.transform_images(images, transformation)))
     np.testing.assert_allclose(
-        np.asarray(mixed_one_hot(labels, (partner, lam))),
+        np.asarray(mixed_one_hot(labels, 10, (partner, lam))),
         np.asarray(layer.transform_labels(oracle.one_hot(labels), transformation)),
         rtol=1e-6, atol=1e-7)
     assert 0 < np.mean(masks) < 1  # boxes of several sizes were pasted
@@ -126,7 +127,7 @@ def test_cutmix_mix_weights_are_distributed_as_keras_cutmix_weights():
     layer = keras.layers.CutMix(factor=1.0, seed=1)
     theirs = np.concatenate([np.asarray(layer.get_random_transformation(
         np.zeros((64, 28, 28, 1), np.float32))["mix_weight"]).ravel() for _ in range(200)])
-    draw = jax.jit(jax.vmap(lambda k: mixing.cutmix(k, jnp.zeros((64, 28, 28)), jnp.ones(64),
+    draw = jax.jit(jax.vmap(lambda k: mixing.cutmix(k, jnp.zeros((64, 28, 28, 1)), jnp.ones(64),
                                                     1.0)[1][1]))
     ours = np.asarray(draw(jax.random.split(jax.random.key(2), 2000))).ravel()
     ours, theirs = np.round(ours, 6), np.round(theirs, 6)
@@ -140,16 +141,16 @@ def test_random_erasing_erases_as_keras_random_erasing(fashion):
     the same images; the boxes lie inside their images, and factor 0 erases nothing."""
     images = fashion.train.images[:64].astype(np.float32) / 255
     key = jax.random.key(0)
-    bounds, applied, fill = augment.erasing_draws(key, (64, 28, 28), 1.0)
+    bounds, applied, fill = augment.erasing_draws(key, (64, 28, 28, 1), 1.0)
     erased = np.asarray(augment.random_erasing(key, jnp.asarray(images), 1.0))
     x0, x1, y0, y1 = (np.asarray(b) for b in bounds)
     assert np.all((x0 >= 0) & (x1 <= 28) & (y0 >= 0) & (y1 <= 28))
     layer = keras.layers.RandomErasing(factor=1.0, value_range=(0, 1))
     masks = np.asarray(layer._generate_batch_mask((64, 28, 28, 1), (x0, x1, y0, y1)))
-    np.testing.assert_array_equal(np.asarray(augment.box_mask(bounds, 28, 28)), masks[..., 0])
-    theirs = np.asarray(layer.transform_images(images[..., None], {
+    np.testing.assert_array_equal(np.asarray(augment.box_mask(bounds, 28, 28)), masks)
+    theirs = np.asarray(layer.transform_images(images, {
         "batch_masks": masks, "apply_erasing": np.asarray(applied),
-        "fill_value": np.asarray(fill)[..., None]}))[..., 0]
+        "fill_value": np.asarray(fill)}))
     np.testing.assert_array_equal(erased, theirs)
     assert 0 < np.mean(np.asarray(applied)) < 1 and np.any(erased != images)
     np.testing.assert_array_equal(
@@ -167,7 +168,7 @@ def test_random_erasing_draws_are_distributed_as_keras_draws():
     their_applied = np.concatenate([np.asarray(t["apply_erasing"]) for t in theirs])
     their_areas = np.concatenate([np.asarray(t["batch_masks"]).reshape(64, -1).sum(1)
                                   for t in theirs])
-    draw = jax.jit(jax.vmap(lambda k: augment.erasing_draws(k, (64, 28, 28), 1.0)))
+    draw = jax.jit(jax.vmap(lambda k: augment.erasing_draws(k, (64, 28, 28, 1), 1.0)))
     bounds, applied, fill = draw(jax.random.split(jax.random.key(2), 1000))
     masks = jax.vmap(lambda b: augment.box_mask(b, 28, 28))(bounds)
     our_areas = np.asarray(masks).reshape(-1, 784).sum(1)
@@ -183,6 +184,7 @@ def test_a_training_step_trains_on_the_erased_batch(fashion):
     of the step's erase key (targets untouched), not of the clean batch."""
     reported, images, key, loss_of = first_step(presets.preset("random_erasing"), fashion)
     x = jnp.asarray(images.astype(np.float32) / 255)
-    erased = augment.random_erasing(rng.erase_key(key), x, 1.0)
+    erase_key = rng.technique_key(key, BY_NAME["random_erasing"].branch)
+    erased = augment.random_erasing(erase_key, x, 1.0)
     assert reported["loss"] == pytest.approx(loss_of(erased)[0], rel=1e-5)
     assert reported["loss"] != pytest.approx(loss_of(x)[0], rel=1e-3)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from regjax import rng
+from regjax.techniques import BY_NAME, TECHNIQUES
 
 SHAPES = [(), (7,), (64, 128), (3, 4, 5)]
 
@@ -41,11 +42,12 @@ def test_too_many_values_at_once_is_refused():
 
 def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1)):
     """Every key a run derives, as (leaves, parents) of key data, through regjax.rng's
-    branch functions and the way the model, augmentation, mixing and erasing use their keys:
-    every branch of the tree in rng's docstring, the conv block's fold of the dropout key,
-    and the data branch."""
-    from regjax.nn.models import CONV_BLOCK
+    branch functions and the way the layers and the techniques use their keys: every branch
+    of the tree in rng's docstring (each technique's at the branch its module declares),
+    the feature maps' position under the layers' key, and the data branch."""
+    from regjax.models.cnn import MAPS
 
+    branches = sorted({t.branch for t in TECHNIQUES if t.branch is not None})
     leaves, parents = [], []
     for seed in seeds:
         parents += [rng.root_key(seed), rng.data_key(seed), rng.labels_key(seed)]
@@ -57,11 +59,15 @@ def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1))
             leaves.append(rng.shuffle_key(epoch))
             for i in steps:
                 step = rng.step_key(epoch, i)
-                dropout, augment = rng.dropout_key(step), rng.augment_key(step)
-                parents += [step, dropout, augment]
-                leaves += [jax.random.fold_in(dropout, layer) for layer in (*layers, CONV_BLOCK)]
+                layer_keys = rng.layers_key(step)
+                parents += [step, layer_keys]
+                leaves += [jax.random.fold_in(layer_keys, p) for p in (*layers, MAPS)]
+                augment = rng.technique_key(step, BY_NAME["augmentation"].branch)
+                parents.append(augment)
                 leaves += list(jax.random.split(augment, 6))  # augment.sample_affine_params
-                leaves += [rng.noise_key(step), rng.mix_key(step), rng.erase_key(step)]
+                leaves += [rng.technique_key(step, b) for b in branches
+                           if b != BY_NAME["augmentation"].branch]
+
     def data(keys):
         return [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys]
 
@@ -69,12 +75,19 @@ def tree_keys(seeds=(0, 1), epochs=(0, 1, 2), steps=(0, 1, 2, 3), layers=(0, 1))
 
 
 def test_sibling_branches_have_different_numbers():
-    """The branch numbers of each node of the tree in rng's docstring, as rng defines them:
-    two siblings with one number would be one key drawn for two purposes."""
+    """The branch numbers of each node of the tree in rng's docstring, as rng defines them,
+    and the techniques' own under a step (their modules declare them): two siblings with one
+    number would be one key drawn for two purposes, unless the two techniques exclude each
+    other (MixUp and CutMix)."""
     for siblings in ((rng.INIT, rng.TRAIN, rng.DATA), (rng.SUBSET, rng.LABELS),
-                     (rng.FLIP, rng.CLASS), (rng.SHUFFLE, rng.STEPS),
-                     (rng.DROPOUT, rng.AUGMENT, rng.NOISE, rng.MIX, rng.ERASE)):
+                     (rng.FLIP, rng.CLASS), (rng.SHUFFLE, rng.STEPS)):
         assert len(set(siblings)) == len(siblings), siblings
+    drawing = [t for t in TECHNIQUES if t.branch is not None]
+    assert drawing and all(t.branch != rng.LAYERS for t in drawing)
+    for a in drawing:
+        for b in drawing:
+            if a is not b and a.branch == b.branch:
+                assert b.name in a.excludes or a.name in b.excludes, (a.name, b.name)
 
 
 def test_the_key_tree_never_reuses_a_key():

@@ -12,14 +12,16 @@ from keras.src.legacy.preprocessing.image import apply_affine_transform
 
 from regjax import config as cfg
 from regjax import presets, rng
+from regjax.config import Knobs
 from regjax.files.modelfile import named_arrays
 from regjax.nn import augment
 from regjax.rng import stable_argsort
+from regjax.techniques import BY_NAME
 from regjax.train import step
 from regjax.train.step import epoch_batches
 from tests import keras_oracle as oracle
 from tests import rounding
-from tests.helpers import first_step
+from tests.helpers import first_step, make_program
 
 
 @pytest.mark.parametrize("n,batch", [(48000, 64), (60000, 64), (100, 64), (64, 64), (5, 8)])
@@ -49,21 +51,22 @@ def test_partial_last_batch_counts_every_row_once(small):
     step), each computed alone; the 28 padding slots weigh nothing."""
     train = small[0]
     config = presets.preset("baseline")
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
+    program, state, rest = make_program(config)
+    knobs = Knobs.of(config)
     images, labels = jnp.asarray(train.images[:100]), jnp.asarray(train.labels[:100])
-    _, metrics = step.train_epoch(program, state, images, labels, 0, knobs)
+    _, metrics = step.train_epoch(program, state, rest, images, labels, 0, knobs)
     assert float(metrics.count) == 100
     epoch_key = rng.epoch_key(config.seed, 0)
     rows, weights = step.epoch_batches(rng.shuffle_key(epoch_key), 100, 64)
-    first, _ = step.train_step(program, state, images[rows[0]], labels[rows[0]], weights[0],
-                               rng.step_key(epoch_key, 0), knobs)
+    first, _ = step.train_step(program, state, rest, images[rows[0]], labels[rows[0]],
+                               weights[0], rng.step_key(epoch_key, 0), knobs)
     real = np.asarray(rows[1])[np.asarray(weights[1]) > 0]
     assert len(real) == 36
 
     def mean_loss(params, rows):
-        value, _ = step.loss(program, params, state.batch_stats, step.normalize(images[rows]),
-                             labels[rows], jnp.ones(len(rows)), None, knobs, train=False)
+        value, _ = step.loss(program, params, state.batch_stats, rest,
+                             step.normalize(images[rows]), labels[rows], jnp.ones(len(rows)),
+                             None, knobs, train=False)
         return float(value)
 
     expected = 64 * mean_loss(state.params, rows[0]) + 36 * mean_loss(first.params, real)
@@ -75,14 +78,14 @@ def test_each_epoch_trains_on_the_order_its_key_tree_gives(small):
     shuffle(epoch(seed, e)): its reported loss is the initial model's loss on those rows."""
     train = small[0]
     config = presets.preset("baseline", seed=3)  # no dropout or batch norm: train = eval mode
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
+    program, state, rest = make_program(config)
+    knobs = Knobs.of(config)
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
     for epoch in (0, 2):
-        _, metrics = step.train_epoch(program, state, images, labels, epoch, knobs, 1)
+        _, metrics = step.train_epoch(program, state, rest, images, labels, epoch, knobs, 1)
         key = rng.shuffle_key(rng.epoch_key(config.seed, epoch))
         rows = np.asarray(step.epoch_batches(key, len(train), config.batch_size)[0][0])
-        expected, _ = step.loss(program, state.params, state.batch_stats,
+        expected, _ = step.loss(program, state.params, state.batch_stats, rest,
                                 step.normalize(images[rows]), labels[rows],
                                 jnp.ones(len(rows)), None, knobs, train=False)
         assert step.per_model(metrics)[0]["loss"] == pytest.approx(float(expected), rel=1e-5)
@@ -97,7 +100,7 @@ def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
     returns (regjax's named arrays, Keras' model, regjax's loss of the first step, Keras').
     With a moving average of the weights (weight_ema), the averages of both sides, as they
     replace the weights at the end of training."""
-    program, state = step.make_program(config)
+    _, state, _ = make_program(config)
     model = oracle.keras_model(config)
     model.set_weights(oracle.keras_weights(named_arrays(state.params, state.batch_stats), config))
     ours, our_losses = regjax_steps(config, state, images, labels, batches)
@@ -114,17 +117,18 @@ def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
 def regjax_steps(config: cfg.Config, state, images, labels, batches: list[np.ndarray]):
     """regjax's training steps over `batches` from `state` (padded as in run_both): the named
     arrays they end with (the moving averages with weight_ema) and each step's loss."""
-    program = step.program_of(config)
-    knobs = step.Knobs.of(config)
+    program, _, rest = make_program(config)
+    knobs = Knobs.of(config)
     train_step = jax.jit(step.train_step, static_argnums=0)
     losses = []
     for i, rows in enumerate(batches):
         slots = np.resize(np.concatenate([rows, np.arange(len(labels))]), config.batch_size)
         weights = (np.arange(config.batch_size) < len(rows)).astype(np.float32)
-        state, metrics = train_step(program, state, images[slots], labels[slots], weights,
-                                    rng.step_key(rng.epoch_key(config.seed, 0), i), knobs)
+        state, metrics = train_step(program, state, rest, images[slots], labels[slots],
+                                    weights, rng.step_key(rng.epoch_key(config.seed, 0), i),
+                                    knobs)
         losses.append(step.per_model(metrics)[0]["loss"])
-    params = state.opt_state.ema if config.ema else state.params
+    params = step.final_weights(program, state.opt_state)[0][1] if config.ema else state.params
     return named_arrays(params, state.batch_stats), losses
 
 
@@ -158,7 +162,7 @@ def test_training_steps_match_keras_train_on_batch(fashion, technique):
     images, labels = fashion.train.images[:2000], fashion.train.labels[:2000].astype(np.int32)
     batches = [np.arange(64 * i, 64 * (i + 1)) for i in range(29)] + [np.arange(1856, 1892)]
     ours, model, losses = run_both(config, images, labels, batches)
-    initial = step.make_program(config)[1]
+    initial = make_program(config)[1]
     nudged, nudged_losses = regjax_steps(
         config, initial._replace(params=rounding.nudged(initial.params)), images, labels,
         batches)
@@ -191,11 +195,12 @@ def test_a_training_step_trains_on_keras_warped_images(fashion):
     with Keras' float64 to ~1e-5 per pixel, which moves the loss by ~1e-5 relative."""
     reported, images, key, loss_of = first_step(presets.preset("augmentation", hidden=(32,)),
                                                 fashion)
-    p = augment.sample_affine_params(rng.augment_key(key), 64, 28, 28, rotation_range=10,
+    p = augment.sample_affine_params(rng.technique_key(key, BY_NAME["augmentation"].branch),
+                                     64, 28, 28, rotation_range=10,
                                      shift_range=0.1, shear_range=0.2, zoom_range=0.2)
     warped = np.stack([apply_affine_transform(
-        image[..., None].astype(np.float64) / 255, *[float(np.asarray(v)[i]) for v in p],
-        row_axis=0, col_axis=1, channel_axis=2, fill_mode="nearest", order=1)[..., 0]
+        image.astype(np.float64) / 255, *[float(np.asarray(v)[i]) for v in p],
+        row_axis=0, col_axis=1, channel_axis=2, fill_mode="nearest", order=1)
         for i, image in enumerate(images)])
 
     assert reported["loss"] == pytest.approx(loss_of(warped)[0], rel=1e-4)
@@ -212,7 +217,7 @@ def test_gaussian_noise_draws_as_keras_gaussian_noise_does():
     from scipy import stats
 
     sigma, n = 0.3, 200_000
-    ours = np.asarray(sigma * rng.normal(rng.noise_key(jax.random.key(5)), (n,)))
+    ours = np.asarray(sigma * rng.normal(jax.random.key(5), (n,)))
     layer = keras.layers.GaussianNoise(sigma, seed=5)
     theirs = np.asarray(layer(np.zeros((n,), np.float32), training=True))
     assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
@@ -231,7 +236,8 @@ def test_a_training_step_trains_on_the_noisy_inputs(fashion):
     The MLP without dropout computes the same in training and evaluation mode."""
     reported, images, key, loss_of = first_step(presets.preset("gaussian_noise"), fashion)
     clean = images.astype(np.float32) / 255
-    noisy = clean + 0.1 * np.asarray(rng.normal(rng.noise_key(key), clean.shape))
+    noise_key = rng.technique_key(key, BY_NAME["gaussian_noise"].branch)
+    noisy = clean + 0.1 * np.asarray(rng.normal(noise_key, clean.shape))
     assert reported["loss"] == pytest.approx(loss_of(noisy)[0], rel=1e-5)
     assert reported["loss"] != pytest.approx(loss_of(clean)[0], rel=1e-3)
 
@@ -244,16 +250,17 @@ def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
     alone (to float32 rounding of sums over different row counts: 1e-4 of each array's
     largest entry). Statistics, float32 against float64: ~1e-6."""
     config = presets.preset("batchnorm")
-    program, state = step.make_program(config)
-    knobs = step.Knobs.of(config)
+    program, state, rest = make_program(config)
+    knobs = Knobs.of(config)
     images, labels = fashion.train.images[:64], fashion.train.labels[:64].astype(np.int32)
     weights = (np.arange(64) < 36).astype(np.float32)
     train_step = jax.jit(step.train_step, static_argnums=0)
     key = rng.step_key(rng.epoch_key(config.seed, 0), 0)
-    padded, _ = train_step(program, state, images, labels, weights, key, knobs)
-    alone, _ = train_step(program, state, images[:36], labels[:36], np.ones(36, np.float32),
-                          key, knobs)
-    for a, b in zip(jax.tree.leaves(padded.opt_state.m), jax.tree.leaves(alone.opt_state.m)):
+    padded, _ = train_step(program, state, rest, images, labels, weights, key, knobs)
+    alone, _ = train_step(program, state, rest, images[:36], labels[:36],
+                          np.ones(36, np.float32), key, knobs)
+    adam = lambda s: s.opt_state[0].m  # noqa: E731  (Keras' Adam: the chain's first)
+    for a, b in zip(jax.tree.leaves(adam(padded)), jax.tree.leaves(adam(alone))):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
     # numpy: each hidden layer's batch statistics over the 36 real rows.
     w = {k: np.asarray(v, np.float64)
@@ -264,9 +271,10 @@ def test_batchnorm_step_statistics_and_gradients_ignore_padded_rows(fashion):
         layer = f"params/head/hidden/{i}"
         x = np.maximum(x @ w[f"{layer}/kernel"] + w[f"{layer}/bias"], 0)
         mean, var = x.mean(0), x.var(0)
-        np.testing.assert_allclose(after[f"batch_stats/head/norms/{i}/mean"],
+        norm = f"head/after/{i}/0/norm"
+        np.testing.assert_allclose(after[f"batch_stats/{norm}/mean"],
                                    0.99 * 0.0 + 0.01 * mean, rtol=1e-5, atol=1e-8)
-        np.testing.assert_allclose(after[f"batch_stats/head/norms/{i}/var"],
+        np.testing.assert_allclose(after[f"batch_stats/{norm}/var"],
                                    0.99 * 1.0 + 0.01 * var, rtol=1e-5)
-        x = ((x - mean) / np.sqrt(var + 1e-3) * w[f"params/head/norms/{i}/scale"]
-             + w[f"params/head/norms/{i}/bias"])
+        x = ((x - mean) / np.sqrt(var + 1e-3) * w[f"params/{norm}/scale"]
+             + w[f"params/{norm}/bias"])

@@ -232,11 +232,12 @@ def test_a_regime_larger_than_the_data_is_refused_before_training(tmp_path, caps
 
 def test_a_study_that_does_not_fit_says_how_many_models_fit(tmp_path, capsys, idx_dir,
                                                            monkeypatch):
-    from regjax.nn.models import state_copies, weights_bytes
     from regjax.presets import preset
+    from regjax.train import budget
+    from tests.helpers import SPEC
 
-    # A model's state, and the labels of its own 300 rows under label noise.
-    per_model = (state_copies(preset("l2")) + 1) * weights_bytes(preset("l2")) + 300
+    # A model's state and gradients, and the labels of its own 300 rows under label noise.
+    per_model = budget.model_bytes(preset("l2"), SPEC) + 300
     monkeypatch.setattr(devices, "free_bytes", lambda device=None: 7 * per_model + 1)
     out = tmp_path / "out"
     assert study_main(["--techniques", "l2", "--label-noise", "0,0.2,0.4", "--seeds", "3",

@@ -14,7 +14,7 @@ import regjax
 from regjax import config as cfg
 from regjax import data, presets
 from regjax.files.modelfile import named_arrays
-from regjax.nn.models import make_model
+from regjax.models import make_model
 from regjax.train.devices import OutOfMemory
 from tests import rounding
 from tests.helpers import one_line_error, quiet, script, without_timing
@@ -52,7 +52,7 @@ def numpy_logits(arrays: dict, config: cfg.Config, images: np.ndarray, train: bo
     x = images.astype(np.float64) / 255.0
     if config.model == "cnn":
         windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))
-        conv = np.einsum("bijkl,klf->bijf", windows, w["params/kernel"][:, :, 0])
+        conv = np.einsum("bijckl,klcf->bijf", windows, w["params/kernel"])
         conv = np.maximum(conv + w["params/bias"], 0)
         b, h, wd, f = conv.shape
         conv = conv[:, :h // 2 * 2, :wd // 2 * 2]
@@ -62,10 +62,11 @@ def numpy_logits(arrays: dict, config: cfg.Config, images: np.ndarray, train: bo
         layer = f"params/head/hidden/{i}"
         x = np.maximum(x @ w[f"{layer}/kernel"] + w[f"{layer}/bias"], 0)
         if config.batchnorm:
+            norm = f"head/after/{i}/0/norm"  # the hidden layer's first: batch norm
             mean, var = (x.mean(0), x.var(0)) if train else (
-                w[f"batch_stats/head/norms/{i}/mean"], w[f"batch_stats/head/norms/{i}/var"])
-            x = ((x - mean) / np.sqrt(var + 1e-3) * w[f"params/head/norms/{i}/scale"]
-                 + w[f"params/head/norms/{i}/bias"])
+                w[f"batch_stats/{norm}/mean"], w[f"batch_stats/{norm}/var"])
+            x = ((x - mean) / np.sqrt(var + 1e-3) * w[f"params/{norm}/scale"]
+                 + w[f"params/{norm}/bias"])
     return x @ w["params/head/output/kernel"] + w["params/head/output/bias"]
 
 
@@ -88,7 +89,7 @@ def numpy_metrics(arrays: dict, config: cfg.Config, split, train: bool = False):
 
 
 def arrays_of(module) -> dict:
-    return named_arrays(*nnx.split(module, nnx.Param, nnx.BatchStat)[1:])
+    return named_arrays(*nnx.split(module, nnx.Param, nnx.BatchStat, ...)[1:3])
 
 
 # Every transform that acts in training only (dropout, spatial dropout, Gaussian noise,
@@ -116,10 +117,10 @@ def test_every_reported_number_equals_numpy_from_the_same_weights(small, overrid
     overrides = dict(overrides)
     technique = overrides.pop("technique", "baseline")
     train, val, test = small
-    train = data.Split(train.images[:64], train.labels[:64])  # one step: batch 64
+    train = data.Split(train.images[:64], train.labels[:64], 10)  # one step: batch 64
     config = presets.preset(technique, epochs=1, validation="split", **overrides)
     history, model = regjax.fit(config, train, val, test, log=quiet)
-    initial = arrays_of(make_model(config))
+    initial = arrays_of(make_model(config, train.spec))
     checks = [(history["val_loss"][0], history["val_accuracy"][0], arrays_of(model.module), val),
               (history["test_loss"], history["test_accuracy"], arrays_of(model.module), test)]
     if not any(getattr(config, name) for name in TRAINING_ONLY):  # random in training
@@ -152,7 +153,8 @@ def test_same_seed_gives_identical_histories(small, technique):
     runs = [regjax.fit(config, train, val, log=quiet) for _ in range(2)]
     h1, h2 = (without_timing(h) for h, _ in runs)
     assert h1 == h2
-    for a, b in zip(*(jax.tree.leaves(nnx.state(m.module)) for _, m in runs)):
+    for a, b in zip(*(jax.tree.leaves(nnx.state(m.module, nnx.Param, nnx.BatchStat))
+                      for _, m in runs)):
         np.testing.assert_array_equal(a, b)
     other, _ = regjax.fit(dataclasses.replace(config, seed=1), train, val, log=quiet)
     assert other["loss"] != h1["loss"]

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from regjax.config import DEFAULTS, FIELDS, Config
+from regjax.config import CUSTOM, DEFAULTS, FIELDS, Config
 from regjax.data import DATASETS
 from regjax.presets import flag, preset, set_by
 
@@ -57,13 +57,13 @@ def config_flags(p: argparse.ArgumentParser, names=tuple(FIELDS)) -> None:
         if meta["group"] not in groups:
             groups[meta["group"]] = p.add_argument_group(meta["group"])
         g = groups[meta["group"]]
-        kind = {"float": float, "int": int, "str": str,
-                "tuple[int, ...]": hidden_sizes}.get(field.type)
-        if field.type == "bool":
+        kind = hidden_sizes if meta["kind"] is tuple else meta["kind"]
+        choices = meta["choices"] and tuple(c for c in meta["choices"] if c != CUSTOM)
+        if kind is bool:
             g.add_argument(flag(name), action=argparse.BooleanOptionalAction, default=None,
                            help=field_help(name))
         else:
-            g.add_argument(flag(name), type=kind, choices=meta["choices"],
+            g.add_argument(flag(name), type=kind, choices=choices,
                            metavar=meta["metavar"], help=field_help(name))
 
 

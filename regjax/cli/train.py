@@ -114,13 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     lock = None
     try:
         from regjax.files import outdir
-        from regjax.train.loop import check_models_fit
+        from regjax.train import budget
 
-        check_models_fit([config])  # before the disk check: name the flag that matters
+        # The data first: its shape sizes the model, its memory and its checkpoints.
+        dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
+        budget.check_models_fit([config], dataset.spec)  # before the disk: name the flag
         lock = outdir.prepare_output_dir(
             output_dir, resume=args.resume, overwrite=args.overwrite,
-            needed_bytes=outdir.run_bytes(config, args.keep_checkpoints))
-        return train(args, argv, config, output_dir)
+            needed_bytes=budget.checkpoint_bytes(config, dataset.spec, args.keep_checkpoints))
+        return train(args, argv, config, dataset, output_dir)
     except errors as e:
         return fail(PROG, str(e))
     finally:
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             lock.release()
 
 
-def train(args, argv: list[str], config, output_dir: Path) -> int:
+def train(args, argv: list[str], config, dataset, output_dir: Path) -> int:
     import jax
 
     from regjax.files import outdir
@@ -139,9 +141,10 @@ def train(args, argv: list[str], config, output_dir: Path) -> int:
         return fail(PROG, f"--devices {args.devices}: only {jax.device_count()} device(s) here")
     resume = args.resume and resume_notice(PROG, output_dir / outdir.CHECKPOINTS)
     try:
-        # From the data's loading on: a stop before the first epoch ends is a stop too.
+        # From the first line on: a stop before the first epoch ends is a stop too.
         with StopOnSignal(PROG) as stop:
-            history, model, write_history = fit_run(args, config, output_dir, resume, stop)
+            history, model, write_history = fit_run(args, config, dataset, output_dir, resume,
+                                                    stop)
     except OSError as e:  # e.g. the disk filled up mid-run
         return fail(PROG, str(e))
     except jax.errors.JaxRuntimeError as e:
@@ -155,10 +158,10 @@ def train(args, argv: list[str], config, output_dir: Path) -> int:
     return outcome(args, argv, history, model, output_dir, stop.signum)
 
 
-def fit_run(args, config, output_dir: Path, resume: bool, should_stop):
-    """Loads the data, says what trains on what, and fits with a checkpoint after every
-    epoch and history.json rewritten after every epoch; returns the history, the model and
-    the function that writes history.json (it returns what it wrote)."""
+def fit_run(args, config, dataset, output_dir: Path, resume: bool, should_stop):
+    """Says what trains on what, and fits with a checkpoint after every epoch and
+    history.json rewritten after every epoch; returns the history, the model and the
+    function that writes history.json (it returns what it wrote)."""
     import jax
 
     from regjax.files import atomic, outdir
@@ -166,16 +169,15 @@ def fit_run(args, config, output_dir: Path, resume: bool, should_stop):
     from regjax.train import devices
     from regjax.train.fit import fit
 
-    dataset = data.load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     # Flushed line by line, so that `| tee`, a log file or a supervisor sees each epoch as it ends.
     log = (lambda _: None) if args.quiet else functools.partial(print, flush=True)
     train_split, val_split = data.model_data(config, dataset)
     regime = "".join([f", a random {config.train_size:,} of them" if config.train_size else "",
                       f", {config.label_noise:g} of their labels noisy" if config.label_noise
                       else ""])
-    log(f"{args.technique} on {dataset.name} ({dataset.source}): {len(train_split):,} training "
-        f"rows{regime}, {len(val_split):,} validation rows, device "
-        f"{jax.devices()[0].device_kind}")
+    log(f"{args.technique} on {dataset.name} ({dataset.source}; {dataset.spec}): "
+        f"{len(train_split):,} training rows{regime}, {len(val_split):,} validation rows, "
+        f"device {jax.devices()[0].device_kind}")
     about = {
         "technique": args.technique, "dataset": dataset.name, "data_source": dataset.source,
         "device": devices.device_name(), "platform": platform.platform(),

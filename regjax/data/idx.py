@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from regjax.config import IMAGE_SHAPE, NUM_CLASSES
 from regjax.data.split import Split
 
 # The four standard files of an MNIST-style dataset (each may also be gzipped).
@@ -22,6 +21,7 @@ IDX_FILES = {
 }
 IDX_STEMS = tuple(stem for stems in IDX_FILES.values() for stem in stems)
 IDX_UBYTE = 0x08
+MNIST_CLASSES = 10  # the IDX datasets regjax reads: MNIST and Fashion-MNIST, grayscale
 
 
 class DataError(Exception):
@@ -75,17 +75,15 @@ def read_idx_split(directory: Path, split: str) -> Split:
             raise DataError(f"{directory}: missing {stem} (or {stem}.gz)")
     images = read_idx(image_path, 3)
     labels = read_idx(label_path, 1)
-    if images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{image_path}: images are {images.shape[1:]}, expected {IMAGE_SHAPE}")
     if len(images) != len(labels):
         raise DataError(
             f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels"
         )
     if not len(images):
         raise DataError(f"{image_path}: holds no images (0 rows)")
-    if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{label_path}: label {labels.max()} is outside 0-{NUM_CLASSES - 1}")
-    return Split(images, labels.astype(np.int32))
+    if labels.size and labels.max() >= MNIST_CLASSES:
+        raise DataError(f"{label_path}: label {labels.max()} is outside 0-{MNIST_CLASSES - 1}")
+    return Split(images[..., None], labels.astype(np.int32), MNIST_CLASSES)
 
 
 def has_idx_files(directory: Path) -> bool:
@@ -93,8 +91,11 @@ def has_idx_files(directory: Path) -> bool:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Writes uint8 data as an IDX file (gzipped if the name ends in .gz)."""
+    """Writes uint8 data as an IDX file (gzipped if the name ends in .gz); one-channel images
+    [N, H, W, 1] as [N, H, W]."""
     array = np.ascontiguousarray(array, np.uint8)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
     header = bytes([0, 0, IDX_UBYTE, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     payload = header + array.tobytes()
     if str(path).endswith(".gz"):

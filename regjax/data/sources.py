@@ -1,5 +1,7 @@
-"""MNIST-style datasets: where they come from (an IDX directory, a prepared TFDS directory,
-Debian's package, a download) and the Keras train/validation split of the original notebook.
+"""Datasets: where they come from (an IDX directory, a prepared TFDS directory, Debian's
+package, a download; or arrays the user hands over, as Keras' load_data() returns them) and
+the shape they carry (their images' height, width and channels and their number of classes).
+The notebook's splits and the data regimes are regjax.data.regimes.
 
 Sources are tried in a fixed order and every failure is reported; a dataset is never
 silently replaced by another one.
@@ -10,20 +12,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import errno
-import functools
 import os
 import tempfile
 import urllib.request
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from regjax import rng
-from regjax.config import IMAGE_SHAPE, NUM_CLASSES, Config
 from regjax.data import DATASETS
 from regjax.data.idx import IDX_STEMS, DataError, find_file, has_idx_files, read_idx_split
-from regjax.data.split import Split
+from regjax.data.split import DataSpec, Split, as_split
 
 # Debian's `dataset-fashion-mnist` package installs the IDX files here.
 DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
@@ -36,10 +34,42 @@ DOWNLOAD_URLS = {
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
+    """A dataset's training and test rows, with where they came from; its `spec` (image
+    shape and number of classes) is what a model is built for."""
+
     name: str
     source: str  # where the data came from, for logs and history.json
     train: Split
     test: Split
+
+    @property
+    def spec(self) -> DataSpec:
+        return self.train.spec
+
+
+def as_dataset(data, name: str = "arrays") -> Dataset:
+    """`data` as a Dataset: a Dataset as it is, a dataset's name (load_dataset), or arrays as
+    Keras' load_data() returns them, ((x_train, y_train), (x_test, y_test)): uint8 pixels or
+    floats in [0, 1], with or without a channel axis. Raises ValueError (TypeError for
+    what is none of these) naming the problem."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_dataset(os.fspath(data))
+    try:
+        (x_train, y_train), (x_test, y_test) = data
+    except (TypeError, ValueError):
+        raise TypeError(f"data must be a dataset's name, a regjax Dataset, or "
+                        f"((x_train, y_train), (x_test, y_test)) as Keras' load_data() returns "
+                        f"them, got {type(data).__name__}") from None
+    train = as_split((x_train, y_train), "data: training rows")
+    test = as_split((x_test, y_test), "data: test rows")
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise ValueError(f"data: the training images are {list(train.images.shape[1:])} but "
+                         f"the test images {list(test.images.shape[1:])}")
+    classes = int(max(train.labels.max(), test.labels.max())) + 1
+    return Dataset(name, "arrays given in Python", dataclasses.replace(train, classes=classes),
+                   dataclasses.replace(test, classes=classes))
 
 
 def read_idx_dataset(name: str, directory: str | os.PathLike) -> Dataset:
@@ -64,12 +94,13 @@ def read_tfds_dataset(name: str, data_dir: str | os.PathLike) -> Dataset:
     import tensorflow_datasets as tfds
 
     sources = tfds.data_source(name, data_dir=os.fspath(data_dir), download=False)
+    classes = sources["train"].dataset_info.features["label"].num_classes
     splits = {}
     for split in ("train", "test"):
         records = sources[split].__getitems__(range(len(sources[split])))
-        images = np.stack([r["image"].reshape(IMAGE_SHAPE) for r in records]).astype(np.uint8)
+        images = np.stack([r["image"] for r in records]).astype(np.uint8)
         labels = np.asarray([r["label"] for r in records], np.int32)
-        splits[split] = Split(images, labels)
+        splits[split] = as_split(Split(images, labels, classes), f"{data_dir} {split}")
     return Dataset(name, f"TFDS data dir {data_dir}", splits["train"], splits["test"])
 
 
@@ -162,85 +193,3 @@ def _load_dataset(name: str, data_dir, download: bool) -> Dataset:
         + ", ".join(IDX_STEMS)
         + " (optionally .gz)"
     )
-
-
-# ------------------------------------------------------------------ the notebook's splits
-
-
-def validation_split(split: Split, fraction: float = 0.2) -> tuple[Split, Split]:
-    """Keras' `validation_split`: the LAST `fraction` of the rows, taken before shuffling."""
-    n_train = int(len(split) * (1.0 - fraction))
-    return (Split(split.images[:n_train], split.labels[:n_train]),
-            Split(split.images[n_train:], split.labels[n_train:]))
-
-
-def train_and_validation(dataset: Dataset, validation: str) -> tuple[Split, Split]:
-    """The notebook's two set-ups: `split` (last 20% of train) or `test` (all train rows,
-    validated on the test split)."""
-    if validation == "split":
-        return validation_split(dataset.train)
-    if validation == "test":
-        return dataset.train, dataset.test
-    raise ValueError(f"validation must be 'split' or 'test', got {validation!r}")
-
-
-# ------------------------------------------------------------------------ data regimes
-
-
-def model_data(config: Config, dataset: Dataset) -> tuple[Split, Split]:
-    """The rows `config`'s model trains and validates on: the notebook's split of `dataset`
-    (train_and_validation) under the config's data regime, both drawn from its seed's key
-    tree (regjax.rng), so each seed of a comparison has its own subset and its own noise:
-
-    - train_size > 0: that many training rows drawn at random without replacement (kept in
-      the files' order) BEFORE the validation split, as a Keras user would pass
-      `x_train[rows]` to fit(validation_split=0.2): the last 20% of the subset validates.
-    - label_noise p > 0: each training label (not the validation or test labels) replaced,
-      with probability p, by one of the other nine classes, each equally likely.
-
-    Without a regime the splits are train_and_validation's, whatever the seed."""
-    check_regime([config], dataset)
-    pool = dataset.train
-    if config.train_size:
-        rows = np.sort(np.asarray(_subset(config.seed, len(pool), config.train_size)))
-        pool = Split(pool.images[rows], pool.labels[rows])
-    train, validation = train_and_validation(dataclasses.replace(dataset, train=pool),
-                                             config.validation)
-    for rows, what in ((train, "training"), (validation, "validation")):
-        if not len(rows):
-            fix = ("use --train-size 2 or more" if config.train_size else
-                   f"{dataset.name}'s training file must hold at least 2 rows")
-            raise DataError(f"{len(pool)} rows leave no {what} row after the validation split "
-                            f"(the last 20% validates): {fix}")
-    if config.label_noise:
-        train = Split(train.images, noisy_labels(config.seed, train.labels,
-                                                 config.label_noise))
-    return train, validation
-
-
-def check_regime(configs: list[Config], dataset: Dataset) -> None:
-    """Raises DataError if a config asks for more training rows than `dataset` has."""
-    largest = max(c.train_size for c in configs)
-    if largest > len(dataset.train):
-        raise DataError(f"--train-size {largest}: {dataset.name} has only "
-                        f"{len(dataset.train)} training rows")
-
-
-def noisy_labels(seed: int, labels: np.ndarray, p: float) -> np.ndarray:
-    """`labels` with each replaced, with probability p, by a uniformly random other class:
-    (label + k) mod 10 with k uniform in 1..9, drawn from the seed's labels branch."""
-    flip, shift = map(np.asarray, _label_draws(seed, np.float32(p), labels.shape))
-    return np.where(flip, (labels + shift) % NUM_CLASSES, labels).astype(labels.dtype)
-
-
-# Jitted: run op by op, the unrolled threefry hash takes seconds per draw.
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _subset(seed, n: int, size: int) -> jax.Array:
-    return rng.permutation(rng.subset_key(seed), n)[:size]
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _label_draws(seed, p, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    key = rng.labels_key(seed)
-    return (rng.bernoulli(jax.random.fold_in(key, rng.FLIP), p, shape),
-            jax.random.randint(jax.random.fold_in(key, rng.CLASS), shape, 1, NUM_CLASSES))

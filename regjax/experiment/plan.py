@@ -18,6 +18,7 @@ import numpy as np
 
 from regjax.config import FIELDS, Config
 from regjax.presets import AUGMENT_STRENGTH, PRESETS, SWEEP_KNOBS, TECHNIQUES, own_knob, preset
+from regjax.reports.names import group_name, value_text
 
 AUGMENT_RANGES = ("rotation_range", "shift_range", "shear_range", "zoom_range")
 
@@ -54,6 +55,7 @@ class Plan:
                  (the Python API; Results.save writes them later)
     shard        (I, N): train only share I of N of the models (regjax.experiment.shards)
     cluster      join other processes through jax.distributed, each training its share
+    data, maker  a dataset and a model given in Python (regjax.compare(..., data=, model=))
     progress     show progress: None on a terminal only"""
 
     batches: tuple[Batch, ...]
@@ -63,6 +65,8 @@ class Plan:
     dataset: str = "fashion_mnist"
     data_dir: Path | None = None
     download: bool = True
+    data: object = None  # a Dataset given in Python (its name is `dataset`)
+    maker: object = None  # a user's model (a function rngs -> nnx.Module), "custom" configs
     output_dir: Path | None = None
     resume: bool = False
     overwrite: bool = False
@@ -155,18 +159,6 @@ def compare_plan(techniques, seeds: int = 5, *, command: str, **settings) -> Pla
     return Plan(batches, "compare", {"seeds": seeds}, command, **how)
 
 
-def value_text(value: float) -> str:
-    """A knob's value as short as %g writes it where that is exact (0.001), else in full
-    (0.0010000001), so that no two values read the same."""
-    short = f"{value:g}"
-    return short if float(short) == value else repr(value)
-
-
-def group_name(knob: str, value: float) -> str:
-    """The name of a value's group in results.json: `knob=value` (value_text)."""
-    return f"{knob}={value_text(value)}"
-
-
 def sweep_values(knob: str, values) -> list:
     values = [float(v) for v in as_list("values", values)]
     if not values:
@@ -233,53 +225,3 @@ def split_settings(settings: dict) -> tuple[dict, dict]:
                          f"{', '.join(sorted(PLAN_FIELDS))}")
     return ({k: v for k, v in given.items() if k not in PLAN_FIELDS},
             {k: v for k, v in given.items() if k in PLAN_FIELDS})
-
-
-# ------------------------------------------------------------------ resuming the same plan
-
-def identity(plan: Plan) -> dict:
-    """What makes `plan` the plan it is, as its checkpoints record it (JSON): what it
-    trains (every model's setting and config, in order), what its report is of, its dataset
-    and its share. A run resumes only from the checkpoints of the same identity."""
-    return {"kind": plan.kind, "about": plan.about, "dataset": plan.dataset,
-            "shard": None if plan.shard is None else list(plan.shard),
-            "models": [[name, config.to_dict()] for batch in plan.batches
-                       for name, config in batch.members]}
-
-
-def described(ident: dict) -> dict:
-    """An identity's parts by the names a user gave them: a study's techniques, grid and
-    regimes, a sweep's knob and values, the seeds, ...; then the settings and the models."""
-    about = dict(ident["about"])
-    inner = about.pop("study", {})
-    parts = {k: v for k, v in inner.items() if k in ("techniques", "grid", "train_sizes",
-                                                     "label_noises")}
-    parts.update({k: v for k, v in about.items() if k != "programs"})
-    parts.update(kind=ident["kind"], dataset=ident["dataset"], shard=ident["shard"],
-                 settings=list(dict.fromkeys(name for name, _ in ident["models"])))
-    return parts
-
-
-def difference(saved: dict, now: dict) -> str | None:
-    """The first way in which plan identity `now` differs from `saved`, said as the user
-    would change it ("techniques ['dropout', 'l2'] (now ['dropout'])", "dropout seed 1:
-    epochs=4 (now 5)"), or None where they are the same."""
-    old, new = described(saved), described(now)
-    for key in dict.fromkeys([*old, *new]):
-        if old.get(key) != new.get(key):
-            return f"{key} {shown_value(old.get(key))} (now {shown_value(new.get(key))})"
-    for (name, before), (_, after) in zip(saved["models"], now["models"]):
-        if before != after:
-            changed = ", ".join(f"{k}={before.get(k)!r} (now {after.get(k)!r})"
-                                for k in dict.fromkeys([*before, *after])
-                                if before.get(k) != after.get(k))
-            return f"{name} seed {after.get('seed')}: {changed}"
-    return None
-
-
-def shown_value(value) -> str:
-    """A value in a message; a long list by its first and last items."""
-    if isinstance(value, list) and len(value) > 8:
-        return f"[{', '.join(map(repr, value[:3]))}, ... {len(value) - 6} more ..., " \
-               f"{', '.join(map(repr, value[-3:]))}]"
-    return repr(value)

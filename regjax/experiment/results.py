@@ -100,7 +100,7 @@ class Results:
             self.saved = [RESULTS]
             if self.shard is None:
                 if how is None:
-                    from regjax.experiment.runner import this_machine
+                    from regjax.train.devices import this_machine
 
                     how = this_machine()
                 self.saved = [*documents.write(self.record, out, how), RESULTS]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -19,12 +18,16 @@ from tqdm.auto import tqdm
 
 from regjax import data
 from regjax.experiment import distributed, shards
-from regjax.experiment.plan import Batch, Plan, difference, identity
+from regjax.experiment.identity import difference, identity
+from regjax.experiment.plan import Batch, Plan
 from regjax.experiment.results import Results
 from regjax.files import atomic, outdir
 from regjax.files.checkpoint import CheckpointError, Checkpoints
 from regjax.files.outdir import CHECKPOINTS, EXPERIMENT_FILES, PLAN, RESULTS
+from regjax.models import model_name
+from regjax.train import budget, devices
 from regjax.train.batched import fit_batched
+from regjax.train.engine import checked_program
 
 KEEP = 1  # checkpoints kept per batch (plus the best): a batch resumes from its newest
 
@@ -36,13 +39,6 @@ class Stopped(Exception):
     def __init__(self, checkpoints: Path | None):
         super().__init__(f"stopped; finished epochs are checkpointed in {checkpoints}")
         self.checkpoints = checkpoints
-
-
-def this_machine() -> str:
-    import jax
-
-    return (f"jax {jax.__version__}, {jax.devices()[0].device_kind} ({platform.machine()}, "
-            f"{jax.local_device_count()} device(s))")
 
 
 def run(plan: Plan, should_stop=lambda: False) -> Results:
@@ -57,44 +53,53 @@ def run(plan: Plan, should_stop=lambda: False) -> Results:
         c = plan.cluster
         plan = dataclasses.replace(plan, shard=distributed.initialize(
             c.coordinator, c.num_processes, c.process_id, c.timeout))
+    # The data first: its shape sizes the checkpoints the output directory must hold.
+    dataset = plan.data if plan.data is not None else data.load_dataset(
+        plan.dataset, plan.data_dir, download=plan.download)
     lock = None
     try:
         if out is not None and (plan.cluster is None or plan.shard[0] == 0):
             # Every batch's checkpoints stay until the report is written.
-            needed = 10_000_000 + sum(outdir.run_bytes(c, KEEP) for c in plan.configs())
+            needed = 10_000_000 + sum(budget.checkpoint_bytes(c, dataset.spec, KEEP, plan.maker)
+                                      for c in plan.configs())
             lock = outdir.prepare_output_dir(out, resume=plan.resume,
-                                                overwrite=plan.overwrite, needed_bytes=needed,
-                                                owned=EXPERIMENT_FILES,
-                                                models=len(plan.configs()))
+                                             overwrite=plan.overwrite, needed_bytes=needed,
+                                             owned=EXPERIMENT_FILES,
+                                             models=len(plan.configs()))
         if plan.cluster is not None:  # no process writes its checkpoints before the
             distributed.barrier("output directory prepared")  # directory is checked
-        return train_and_gather(plan, should_stop)
+        return train_and_gather(plan, dataset, should_stop)
     finally:
         if lock is not None:
             lock.release()
 
 
-def train_and_gather(plan: Plan, should_stop) -> Results:
-    dataset = data.load_dataset(plan.dataset, plan.data_dir, download=plan.download)
+def train_and_gather(plan: Plan, dataset: data.Dataset, should_stop) -> Results:
     data.check_regime(plan.configs(), dataset)
     mine, numbers = shards.take(list(plan.batches), plan.shard)
-    check_memory(mine, dataset)
+    for label, members in mine:  # before anything trains or is written: each program
+        configs = [c for _, c in members]  # can be built (a user's model checked) and fits
+        checked_program(configs, dataset.spec, plan.maker)
+        budget.check_program_fits(label, configs, dataset.spec, len(dataset.train),
+                                  plan.maker)
     checkpoints = None if plan.output_dir is None else plan.output_dir / CHECKPOINTS
     if plan.cluster is not None:  # each process keeps its own (perhaps on its own disk)
         checkpoints = checkpoints / f"process-{plan.shard[0]}"
     if checkpoints is not None:
         claim_checkpoints(checkpoints, plan)
     groups, wall, interrupted = train_groups(mine, dataset, plan.progress, checkpoints,
-                                             plan.resume, should_stop, plan.ensemble)
+                                             plan.resume, should_stop, plan.ensemble,
+                                             plan.maker)
     if interrupted:
         raise Stopped(checkpoints)
     record = {"command": plan.command, "dataset": dataset.name,
+              **({"model": model_name(plan.maker)} if plan.maker is not None else {}),
               "data_source": dataset.source, "train_rows": len(dataset.train),
               "code": shards.code_versions(), **plan.about,
               "groups": {name: {"wall_seconds": wall[name], "runs": runs}
                          for name, runs in groups.items()}}
     if plan.shard is None:
-        return finish(Results(record), plan.output_dir, this_machine(), checkpoints)
+        return finish(Results(record), plan.output_dir, devices.this_machine(), checkpoints)
     models: dict[str, list[int]] = {}
     for name, number in zip([name for _, members in mine for name, _ in members], numbers):
         models.setdefault(name, []).append(number)
@@ -129,30 +134,6 @@ def claim_checkpoints(checkpoints: Path, plan: Plan) -> None:
     atomic.write_json(path, mine)
 
 
-def check_memory(batches: list[Batch], dataset: data.Dataset) -> None:
-    """Refuses, before anything trains, a plan whose largest program would not fit the
-    device: its models' state (weights, gradients, Adam's moments, best weights) and their
-    own rows, saying how many models would fit."""
-    from regjax.nn.models import state_copies, weights_bytes
-    from regjax.train import devices
-
-    free = devices.free_bytes()
-    if free is None or not batches:
-        return
-    image = dataset.train.images[0].nbytes
-    for label, members in batches:
-        # A model's own rows: their images under a train size, their labels under label noise.
-        per_model = max((state_copies(c) + 1) * weights_bytes(c) + (c.train_size or len(
-            dataset.train)) * (image * bool(c.train_size) + bool(c.train_size or c.label_noise))
-            for _, c in members)
-        if per_model * len(members) > free:
-            raise devices.OutOfMemory(
-                f"the program {label!r} trains {len(members):,} models, about "
-                f"{per_model * len(members) / 2**30:.1f} GiB, but the device has "
-                f"{free / 2**30:.1f} GiB free: about {free // per_model:,} models fit; give "
-                "fewer seeds, grid values or regimes")
-
-
 def finish(results: Results, out: Path | None, how: str | None, checkpoints) -> Results:
     """results.json (and the report, unless a share) written, then the checkpoints go."""
     if out is not None:
@@ -179,7 +160,7 @@ def gather(share: Results, plan: Plan, checkpoints: Path) -> Results:
                 break
         return share
     merged = Results(shards.merge_results([(f"process {i}", r) for i, r in enumerate(everyone)]))
-    merged.save(out, how=f"{this_machine()} per process, {count} processes", _locked=True)
+    merged.save(out, how=f"{devices.this_machine()} per process, {count} processes", _locked=True)
     distributed.barrier("report written")  # then every process deletes its checkpoints
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     return merged
@@ -200,7 +181,7 @@ def merge(directories: list[Path], output_dir: Path, script: str,
 
 def train_groups(batches: list[Batch], dataset: data.Dataset, progress: bool | None,
                  checkpoints: Path | None = None, resume: bool = False,
-                 should_stop=lambda: False, ensemble: bool = False):
+                 should_stop=lambda: False, ensemble: bool = False, model=None):
     """Trains each batch as one vmapped program; returns the runs of each group, each
     group's batch wall time, and whether a stop was asked (the batches after it are not
     started). With `checkpoints`, batch k is checkpointed after every epoch in
@@ -225,7 +206,7 @@ def train_groups(batches: list[Batch], dataset: data.Dataset, progress: bool | N
             histories = fit_batched(
                 configs, train, val, dataset.test, checkpoints=saved,
                 resume=resume and saved is not None and bool(saved.all_epochs()),
-                should_stop=should_stop, ensemble=ensemble,
+                should_stop=should_stop, ensemble=ensemble, model=model,
                 on_epoch=lambda done, total: bar.update(before + done - bar.n))
         finally:
             if saved is not None:

@@ -28,10 +28,10 @@ from regjax.experiment.plan import (
     seed_range,
     split_settings,
     technique_names,
-    value_text,
     with_value,
 )
 from regjax.presets import AUGMENT_STRENGTH, PRESETS, TECHNIQUES, preset
+from regjax.reports.names import cell_name, point_name, regime_name
 
 REFERENCE = "baseline"
 REGIME_FIELDS = ("train_size", "label_noise")  # given as the study's regimes, not in the grid
@@ -46,7 +46,7 @@ def grid_knobs() -> tuple[str, ...]:
     program (config.KNOBS, and the host-side epochs and early-stopping numbers), and the
     augmentation preset's strength; not the seed or the regime, which have flags of their own."""
     numeric = [name for name, f in FIELDS.items()
-               if f.metadata["vary"] is not None and f.type in ("int", "float")
+               if f.metadata["vary"] is not None and f.metadata["kind"] in (int, float)
                and name not in ("seed", *REGIME_FIELDS)]
     return (*numeric, AUGMENT_STRENGTH)
 
@@ -83,7 +83,7 @@ def check_grid(grid) -> dict[str, list]:
         if given_twice(values):
             raise ValueError(f"grid: {knob} value(s) {', '.join(map(repr, given_twice(values)))} "
                              "given more than once")
-        if knob in FIELDS and FIELDS[knob].type == "int":
+        if knob in FIELDS and FIELDS[knob].metadata["kind"] is int:
             if any(not math.isfinite(v) or float(v) != int(v) for v in values):
                 raise ValueError(f"grid: {knob} takes whole numbers, got {values}")
             values = [int(v) for v in values]
@@ -111,20 +111,6 @@ def regime_values(name: str, values, whole: bool) -> list:
         raise ValueError(f"{name}: {', '.join(map(str, given_twice(values)))} given more than "
                          "once")
     return values
-
-
-def point_name(point: dict) -> str:
-    return " ".join(f"{k}={value_text(v)}" for k, v in point.items())
-
-
-def regime_name(train_size: int, label_noise: float) -> str:
-    """A regime as the report names it: `n=2000 noise=0.2` (n=all: every training row)."""
-    return f"n={train_size or 'all'} noise={value_text(label_noise)}"
-
-
-def cell_name(setting: str, regime: str) -> str:
-    """The name of a cell's group in results.json."""
-    return f"{setting} @ {regime}"
 
 
 def left_out_reason(technique: str, point: dict, config: Config) -> str | None:

@@ -1,5 +1,5 @@
 """Checkpoints of a training run, written with orbax-checkpoint after every epoch (what a run
-stores in them and how it continues from one: regjax.files.resume).
+stores in them and how it continues from one: regjax.train.resume).
 
 A checkpoint holds the arrays (parameters, optimizer state, batch-norm statistics and, when
 restore_best_weights is on, the best weights so far) and a JSON record of everything else

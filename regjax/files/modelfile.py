@@ -1,7 +1,7 @@
 """The trained model's file: a plain `.npz` (numpy's standard archive), one array per
 parameter or batch-norm statistic, keyed by its path in the model (e.g.
-`params/head/hidden/0/kernel`), plus the run's config as JSON, so it can be loaded back without
-regjax too. Written atomically."""
+`params/head/hidden/0/kernel`), plus the run's config and the data's shape as JSON, so it can
+be loaded back without regjax too. Written atomically."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
 
-from regjax.config import Config
+from regjax.config import Config, Knobs
+from regjax.data.split import DataSpec
 from regjax.files.atomic import atomic_write
-from regjax.nn.models import TrainedModel, make_model
+from regjax.models import TrainedModel, make_model
+from regjax.nn import layers
 
 CONFIG_KEY = "__config__"
+SPEC_KEY = "__data__"  # the data the model was built for: {"shape": [H, W, C], "classes": K}
 
 
 def _flat(params: nnx.State, batch_stats: nnx.State) -> dict[tuple, np.ndarray]:
@@ -45,16 +48,18 @@ def save_model(path: str | os.PathLike, model: TrainedModel) -> None:
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory: give the file to write, e.g. "
                          f"{os.path.join(path, 'model.npz')}")
-    _, params, batch_stats = nnx.split(model.module, nnx.Param, nnx.BatchStat)
+    _, params, batch_stats, _ = nnx.split(model.module, nnx.Param, nnx.BatchStat, ...)
     arrays = named_arrays(params, batch_stats)
     arrays[CONFIG_KEY] = np.asarray(json.dumps(model.config.to_dict()))
+    arrays[SPEC_KEY] = np.asarray(json.dumps(model.spec._asdict()))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_model(path: str | os.PathLike) -> TrainedModel:
-    """The model a run saved (its config and weights), from a file written by save_model;
-    raises ValueError naming the file if it is not one (truncated, another format, a config
-    regjax cannot use, arrays that do not fit that config)."""
+def load_model(path: str | os.PathLike, model=None) -> TrainedModel:
+    """The model a run saved (its config, weights and data shape), from a file written by
+    save_model (`model`: the function that builds a user's model, for a config whose model
+    is "custom"); raises ValueError naming the file if it is not one (truncated, another
+    format, a config regjax cannot use, arrays that do not fit that config)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             stored = {k: archive[k] for k in archive.files}
@@ -64,13 +69,16 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         raise ValueError(f"{path}: not a model file written by regjax (a .npz archive; "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
                          ) from None
-    if not isinstance(stored, dict) or CONFIG_KEY not in stored:
-        raise ValueError(f"{path}: not a regjax model file (no config inside)")
+    if not isinstance(stored, dict) or CONFIG_KEY not in stored or SPEC_KEY not in stored:
+        raise ValueError(f"{path}: not a regjax model file (no config and data shape inside)")
     try:
         config = Config.from_dict(json.loads(str(stored.pop(CONFIG_KEY)))).validate()
+        spec = json.loads(str(stored.pop(SPEC_KEY)))
+        spec = DataSpec(tuple(spec["shape"]), int(spec["classes"]))
+        module = make_model(config, spec, maker=model)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path}: its config cannot be used ({type(e).__name__}: {e})") from None
-    graphdef, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
+    graphdef, params, batch_stats, rest = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
     expected = _flat(params, batch_stats)
     if {_name(k) for k in expected} != set(stored) or any(
             (v.shape, v.dtype) != (stored[_name(k)].shape, stored[_name(k)].dtype)
@@ -80,4 +88,6 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
     tree = traverse_util.unflatten_dict({k: jnp.asarray(stored[_name(k)]) for k in expected})
     nnx.replace_by_pure_dict(params, tree["params"])
     nnx.replace_by_pure_dict(batch_stats, tree.get("batch_stats", {}))  # none without BN
-    return TrainedModel(config, nnx.merge(graphdef, params, batch_stats))
+    module = nnx.merge(graphdef, params, batch_stats, rest)
+    layers.prepare(module, train=False, knobs=Knobs.of(config))
+    return TrainedModel(config, module, spec)

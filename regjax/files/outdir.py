@@ -11,7 +11,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from regjax.config import Config
 from regjax.files.atomic import UMASK, atomic_write
 
 HISTORY, MODEL, CURVES, CHECKPOINTS = "history.json", "model.npz", "curves.png", "checkpoints"
@@ -26,17 +25,6 @@ LOCK = ".regjax.lock"  # held by the run using the directory (see DirectoryLock)
 
 class OutputDirError(Exception):
     """The output directory cannot be used for this run."""
-
-
-def run_bytes(config: Config, keep_checkpoints: int) -> int:
-    """About how much disk a run needs: its checkpoints (every copy of the weights its state
-    holds, models.state_copies; `keep_checkpoints` plus the best plus one being written) and
-    the final model."""
-    from regjax.nn.models import state_copies, weights_bytes  # JAX: imported when needed
-
-    weights = weights_bytes(config)
-    per_checkpoint = weights * state_copies(config)
-    return per_checkpoint * (keep_checkpoints + 2) + weights
 
 
 def saved_epochs(checkpoints: Path) -> bool:

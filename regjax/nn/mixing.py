@@ -30,7 +30,7 @@ def partners(key: jax.Array, weights: jax.Array) -> jax.Array:
 
 
 def mixup(key: jax.Array, images: jax.Array, weights: jax.Array, alpha):
-    """keras.layers.MixUp(alpha) on float images [B, H, W]: returns the mixed images and
+    """keras.layers.MixUp(alpha) on float images [B, H, W, C]: returns the mixed images and
     (partner rows, mix weights) for the targets (regjax.nn.losses.mixed_one_hot). Each row's
     weight is drawn from Beta(alpha, alpha); alpha 0 (a model of a batched run without
     mixup) leaves the batch as it is."""
@@ -38,7 +38,7 @@ def mixup(key: jax.Array, images: jax.Array, weights: jax.Array, alpha):
     safe = jnp.where(alpha > 0, alpha, 1.0)
     drawn = rng.beta(jax.random.fold_in(key, 1), safe, safe, weights.shape)
     lam = jnp.where(alpha > 0, drawn, 1.0).astype(images.dtype)
-    w = lam[:, None, None]
+    w = lam[:, None, None, None]
     return w * images + (1.0 - w) * images[partner], (partner, lam)
 
 
@@ -56,12 +56,12 @@ def cutmix_draws(key: jax.Array, weights: jax.Array, height: int, width: int, fa
 
 
 def cutmix(key: jax.Array, images: jax.Array, weights: jax.Array, factor):
-    """keras.layers.CutMix(factor) on float images [B, H, W]: the pixels of each image's box
+    """keras.layers.CutMix(factor) on float images [B, H, W, C]: the pixels of each image's box
     (cutmix_draws; those whose coordinates fall in [start, end)) come from its partner's
     image, and the targets mix with 1 - (box area) / (image area), the box's real-valued
     area as in Keras. Returns the images and (partners, mix weights) for the targets.
     factor 0 (a model of a batched run without CutMix) leaves the batch as it is."""
-    _, height, width = images.shape
+    _, height, width, _ = images.shape
     partner, (x0, x1, y0, y1) = cutmix_draws(key, weights, height, width, factor)
     on = factor > 0
     mixed = jnp.where(box_mask((x0, x1, y0, y1), height, width) & on, images[partner], images)

@@ -1,6 +1,7 @@
 """Adam as Keras implements it: pure functions of the gradients, the state and the learning
 rate (which may be traced, one per model of a batched run), and the same rule as an optax
-transformation for use outside regjax's training step.
+transformation, which the techniques' own transformations (AdamW's decay, the weights'
+moving average) are chained after.
 
 Keras adds epsilon to sqrt(v) before bias correction ("epsilon hat" form) with a default of
 1e-7; optax.adam adds it after correction with a default of 1e-8. The two differ early in
@@ -22,15 +23,11 @@ class AdamState(NamedTuple):
     count: jax.Array
     m: optax.Updates
     v: optax.Updates
-    # The moving average of the weights that Keras' optimizers keep with use_ema=True
-    # (regjax.train.step.train_step updates it); None without one.
-    ema: optax.Params | None = None
 
 
-def adam_init(params, ema: bool = False) -> AdamState:
+def adam_init(params) -> AdamState:
     return AdamState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params),
-                     jax.tree.map(jnp.zeros_like, params),
-                     jax.tree.map(jnp.copy, params) if ema else None)
+                     jax.tree.map(jnp.zeros_like, params))
 
 
 def adam_update(grads, state: AdamState, learning_rate, b1: float = B1, b2: float = B2,
@@ -42,10 +39,10 @@ def adam_update(grads, state: AdamState, learning_rate, b1: float = B1, b2: floa
     v = jax.tree.map(lambda v, g: v + (jnp.square(g) - v) * (1 - b2), state.v, grads)
     alpha = learning_rate * jnp.sqrt(1 - b2**t) / (1 - b1**t)
     updates = jax.tree.map(lambda m, v: -alpha * m / (jnp.sqrt(v) + epsilon), m, v)
-    return updates, AdamState(count, m, v, state.ema)
+    return updates, AdamState(count, m, v)
 
 
-def keras_adam(learning_rate: float = 1e-3, b1: float = B1, b2: float = B2,
+def keras_adam(learning_rate=1e-3, b1: float = B1, b2: float = B2,
                epsilon: float = EPSILON) -> optax.GradientTransformation:
     """adam_update as an optax transformation."""
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regjax.experiment.plan import group_name
 from regjax.files.atomic import atomic_write
 from regjax.files.outdir import CURVES, MAP, REPORT, RESPONSE, SUMMARY, SWEEP_PLOT
 from regjax.presets import NOTEBOOK
 from regjax.reports import maps, plots, study, tables
+from regjax.reports.names import group_name
 from regjax.reports.stats import group_stats
 
 COLUMNS = """\

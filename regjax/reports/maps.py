@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from regjax.experiment.plan import value_text
-from regjax.experiment.study import regime_name
+from regjax.reports.names import regime_name, value_text
 from regjax.reports.plots import Figure, group_color
 
 CELL = (0.9, 0.42)  # inches per regime column and per setting row

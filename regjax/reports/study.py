@@ -18,8 +18,7 @@ import math
 
 import numpy as np
 
-from regjax.experiment.plan import value_text
-from regjax.experiment.study import regime_name
+from regjax.reports.names import regime_name, value_text
 from regjax.reports.stats import completed, group_stats, versus
 from regjax.reports.tables import markdown_table, pct
 

@@ -3,7 +3,7 @@ setting's difference to a reference, and a sweep's row per value."""
 
 from __future__ import annotations
 
-from regjax.experiment.plan import value_text
+from regjax.reports.names import value_text
 from regjax.reports.stats import completed, group_stats, versus
 
 

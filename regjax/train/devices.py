@@ -41,6 +41,12 @@ def device_name() -> str:
     return f"{device.platform}: {device.device_kind if device.platform != 'cpu' else cpu_model()}"
 
 
+def this_machine() -> str:
+    """What a report says produced it: jax's version and the devices."""
+    return (f"jax {jax.__version__}, {jax.devices()[0].device_kind} ({platform.machine()}, "
+            f"{jax.local_device_count()} device(s))")
+
+
 def free_bytes(device: jax.Device | None = None) -> int | None:
     """Memory free on `device` (an accelerator's own; the host's available memory for a CPU),
     or None where it cannot be told."""

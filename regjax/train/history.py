@@ -1,6 +1,7 @@
-"""One run's record: the per-epoch metrics, Keras' early-stopping rule, the best epoch,
-divergence and the run's status. It owns the schema of history.json (and of each run in a
-comparison's results.json), and what a checkpoint stores to continue the record exactly.
+"""One run's record: the per-epoch metrics, the host rule that may stop it (the early
+stopping technique's, regjax.techniques), the best epoch, divergence and the run's status.
+It owns the schema of history.json (and of each run in a comparison's results.json), and
+what a checkpoint stores to continue the record exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from regjax.config import Config
+from regjax.techniques import active
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 # status: "running" while training; then "completed" (all epochs, or stopped early),
@@ -35,32 +37,6 @@ class History(dict):
         return list(range(self["epochs_run"]))
 
 
-@dataclasses.dataclass
-class EarlyStopping:
-    """Keras' EarlyStopping(monitor='val_loss') rule.
-
-    `wait` counts epochs without an improvement larger than min_delta; training stops when
-    wait >= patience (and never after the first epoch). The first epoch is an improvement
-    whatever min_delta is (Keras starts with no best value, not with infinity), so
-    restore_best_weights restores at least its weights. Stopping happens one epoch earlier
-    than with flax.training.early_stopping for the same patience.
-    """
-
-    patience: int
-    min_delta: float = 0.0
-    best: float | None = None  # None before the first epoch
-    best_epoch: int = -1  # 0-based
-    wait: int = 0
-
-    def update(self, epoch: int, value: float) -> tuple[bool, bool]:
-        """Records `value` for `epoch` (0-based); returns (improved, should_stop)."""
-        self.wait += 1
-        if self.best is None or value + self.min_delta < self.best:  # by more than min_delta
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            return True, False
-        return False, self.wait >= self.patience and epoch > 0
-
-
 class Observation(NamedTuple):
     improved: bool  # val_loss improved (early stopping's sense): the best weights change
     done: bool  # the run trains no further epoch (stopped early, last epoch, or diverged)
@@ -72,7 +48,7 @@ class RunRecord:
     steps_per_epoch: int
     epochs: dict[str, list] = dataclasses.field(
         default_factory=lambda: {key: [] for key in EPOCH_KEYS})
-    stopper: EarlyStopping | None = None
+    stopper: object | None = None  # a host rule: update(epoch, val_loss) -> (improved, stop)
     status: str = "running"
     stopped_early: bool = False
     diverged_epoch: int | None = None  # 1-based, never recorded in `epochs`
@@ -81,9 +57,7 @@ class RunRecord:
 
     @classmethod
     def new(cls, config: Config, steps_per_epoch: int) -> "RunRecord":
-        stopper = EarlyStopping(config.patience, config.min_delta) \
-            if config.early_stopping else None
-        return cls(config, steps_per_epoch, stopper=stopper)
+        return cls(config, steps_per_epoch, stopper=host_rule(config))
 
     @property
     def epochs_run(self) -> int:
@@ -98,7 +72,7 @@ class RunRecord:
 
     @property
     def keeps_best(self) -> bool:
-        return self.config.early_stopping and self.config.restore_best_weights
+        return bool(getattr(self.stopper, "restore_best_weights", False))
 
     @property
     def best_epoch(self) -> int | None:
@@ -146,12 +120,20 @@ class RunRecord:
         """What a checkpoint stores to continue this record exactly (JSON)."""
         return {"epochs": self.epochs, "status": self.status,
                 "stopped_early": self.stopped_early, "diverged_epoch": self.diverged_epoch,
-                "early_stopping": None if self.stopper is None else
+                "host_rule": None if self.stopper is None else
                 dataclasses.asdict(self.stopper)}
 
     @classmethod
     def from_checkpoint(cls, config: Config, steps_per_epoch: int, saved: dict) -> "RunRecord":
-        stopper = saved["early_stopping"]
+        stopper = host_rule(config)
+        if stopper is not None:
+            stopper = dataclasses.replace(stopper, **saved["host_rule"])
         return cls(config, steps_per_epoch, epochs=saved["epochs"], status=saved["status"],
                    stopped_early=saved["stopped_early"], diverged_epoch=saved["diverged_epoch"],
-                   stopper=None if stopper is None else EarlyStopping(**stopper))
+                   stopper=stopper)
+
+
+def host_rule(config: Config):
+    """The rule a host technique applies between epochs (early stopping), or None."""
+    rules = [t.host(config) for t in active(config) if t.host]
+    return rules[0] if rules else None

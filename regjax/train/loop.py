@@ -1,8 +1,9 @@
 """The host loop, shared by one model (regjax.train.fit) and many trained at once
 (regjax.train.batched): put the data on the device, compile before the clock starts, train
 epoch by epoch, record each model's metrics (regjax.train.history), keep best weights,
-checkpoint and resume (regjax.files.resume), stop on request, then restore best weights and
-evaluate on the test split.
+checkpoint and resume (regjax.train.resume), stop on request, then restore best weights and
+evaluate on the test split. What a run reads and writes besides the data (its log, its
+checkpoints, whether it resumes, when it stops, what follows each epoch) is one `RunIO`.
 
 An engine runs the compiled program for its models; the loop never looks inside it.
 """
@@ -23,10 +24,23 @@ import numpy as np
 from regjax.config import Config
 from regjax.data.split import Split
 from regjax.files.checkpoint import CheckpointError, Checkpoints
-from regjax.files.resume import restore_run, save_run
-from regjax.nn.models import state_copies, weights_bytes
-from regjax.train import devices, step
+from regjax.train import step
 from regjax.train.history import RunRecord
+from regjax.train.resume import restore_run, save_run
+
+
+@dataclasses.dataclass
+class RunIO:
+    """What a run reads and writes besides its data: `log` (its lines), `checkpoints` (after
+    every epoch; None: none), `resume` (continue from the newest intact checkpoint),
+    `should_stop` (asked before every epoch) and `on_epoch(records)` (after every epoch,
+    and first where a resumed run stands)."""
+
+    log: Callable[[str], None] = lambda line: None
+    checkpoints: Checkpoints | None = None
+    resume: bool = False
+    should_stop: Callable[[], bool] = lambda: False
+    on_epoch: Callable[[list], None] = lambda records: None
 
 
 class Engine(Protocol):
@@ -36,27 +50,13 @@ class Engine(Protocol):
     configs: list[Config]
 
     def init_state(self) -> step.TrainState: ...
+    def final_weights(self, state) -> list[tuple]: ...
     def put(self, split: Split | list[Split]) -> tuple[jax.Array, jax.Array]: ...
     def compile(self, state, train, validation) -> None: ...
     def epoch(self, state, train, epoch: int, active: np.ndarray) -> tuple[object, list[dict]]: ...
     def validate(self, state, validation) -> list[dict]: ...
     def evaluate(self, params, batch_stats, data) -> list[dict]: ...
     def select(self, mask: np.ndarray, new, old): ...
-
-
-def check_models_fit(configs: list[Config]) -> None:
-    """Refuses models whose state (models.state_copies: weights, Adam's moments, the moving
-    average, the best weights) and gradients would not fit the device, before anything is
-    allocated."""
-    needed = sum((state_copies(c) + 1) * weights_bytes(c) for c in configs)
-    what = "the model" if len(configs) == 1 else f"{len(configs)} models"
-    fix = "lower --hidden" if len(configs) == 1 else "train fewer models at once, or lower --hidden"
-    devices.check_fits(needed, f"{what} (weights, gradients, Adam's moments)", fix)
-
-
-def check_compiled_fits(compiled: list) -> None:
-    devices.check_fits(max(map(devices.compiled_bytes, compiled)), "one epoch",
-                       "lower --batch-size or --hidden")
 
 
 def num_rows(split: Split | list[Split]) -> int:
@@ -80,16 +80,13 @@ def fingerprint(*splits: Split | list[Split]) -> str:
 
 
 def train_loop(engine: Engine, train: Split | list[Split], validation: Split | list[Split],
-               test: Split | None, *,
-               log: Callable[[str], None], checkpoints: Checkpoints | None, resume: bool,
-               should_stop: Callable[[], bool],
-               on_epoch: Callable[[list[RunRecord]], None]) -> tuple[list[RunRecord], object]:
+               test: Split | None, io: RunIO) -> tuple[list[RunRecord], object]:
     """Trains the engine's models; returns their records and final state (best weights
     restored where asked). `train` and `validation`: one split for every model, or a list
     of one per model (under a data regime, regjax.data.model_data)."""
-    run = Run.start(engine, train, validation, checkpoints, resume, log)
-    if resume:
-        on_epoch(run.records)  # where the run stands (a progress display starts from there)
+    run = Run.start(engine, train, validation, io)
+    if io.resume:
+        io.on_epoch(run.records)  # where the run stands (a progress display starts from there)
     x_train, x_val = engine.put(train), engine.put(validation)
     start = time.perf_counter()  # compile before the clock starts: epoch times exclude it
     engine.compile(run.state, x_train, x_val)
@@ -99,24 +96,23 @@ def train_loop(engine: Engine, train: Split | list[Split], validation: Split | l
     interrupted = False
     try:
         while active.any():
-            if should_stop():
+            if io.should_stop():
                 interrupted = True
                 break
-            run.epoch(x_train, x_val, active, log)
-            if checkpoints is not None and any(r.status != "diverged" for r in run.records):
-                save_run(checkpoints, run.epochs, run.state, run.best, run.records, run.sizes,
-                         run.rows)
-            on_epoch(run.records)
+            run.epoch(x_train, x_val, active, io.log)
+            if io.checkpoints is not None and any(r.status != "diverged" for r in run.records):
+                save_run(io.checkpoints, run)
+            io.on_epoch(run.records)
     except BaseException:  # the error on its way is raised, not a checkpoint's after it
-        if checkpoints is not None:
+        if io.checkpoints is not None:
             with contextlib.suppress(CheckpointError):
-                checkpoints.wait()
+                io.checkpoints.wait()
         raise
-    if checkpoints is not None:
-        checkpoints.wait()
+    if io.checkpoints is not None:
+        io.checkpoints.wait()
     for r in run.records:  # a model that had finished (stopped early) is complete, not stopped
         r.finish(interrupted and r.trains_on)
-    return run.records, finish(engine, run.records, run.state, run.best, test, log)
+    return run.records, finish(engine, run.records, run.state, run.best, test, io.log)
 
 
 @dataclasses.dataclass
@@ -134,23 +130,23 @@ class Run:
     rows: str | None  # their digest, recorded in checkpoints
 
     @classmethod
-    def start(cls, engine, train, validation, checkpoints, resume, log) -> Run:
-        """A new run, or, with `resume`, the one the newest intact checkpoint holds."""
+    def start(cls, engine, train, validation, io: RunIO) -> Run:
+        """A new run, or, with `io.resume`, the one the newest intact checkpoint holds (a
+        run stopped before its first epoch ended starts from the beginning)."""
         sizes = num_rows(train), num_rows(validation)
         steps = math.ceil(sizes[0] / engine.configs[0].batch_size)
         records = [RunRecord.new(c, steps) for c in engine.configs]
         state = engine.init_state()
         best = jax.tree.map(jnp.copy, (state.params, state.batch_stats)) \
             if any(r.keeps_best for r in records) else None
-        rows = fingerprint(train, validation) if checkpoints is not None else None
-        epochs = 0
-        if resume and checkpoints.all_epochs():
-            epochs, state, best, records = restore_run(checkpoints, engine.configs, state,
-                                                       best, steps, sizes, log, rows)
-        elif resume:  # stopped before its first epoch ended: nothing is lost by starting
-            log(f"nothing to resume in {checkpoints.directory} (no epoch had finished): "
-                "starting from the beginning")
-        return cls(engine, records, state, best, epochs, sizes, rows)
+        rows = fingerprint(train, validation) if io.checkpoints is not None else None
+        run = cls(engine, records, state, best, 0, sizes, rows)
+        if io.resume and io.checkpoints.all_epochs():
+            restore_run(io.checkpoints, run, io.log)
+        elif io.resume:  # stopped before its first epoch ended: nothing is lost by starting
+            io.log(f"nothing to resume in {io.checkpoints.directory} (no epoch had finished): "
+                   "starting from the beginning")
+        return run
 
     def epoch(self, train, validation, active: np.ndarray, log) -> None:
         """One epoch of the models still training (`active`, updated where one stops): their
@@ -179,10 +175,10 @@ def finish(engine: Engine, records: list[RunRecord], state, best, test: Split | 
     test metrics recorded."""
     keep_best = np.array([r.keeps_best for r in records])
     completed = np.array([r.status == "completed" for r in records])
-    averaged = completed & np.array([r.config.ema > 0 for r in records])
-    if averaged.any():
-        state = state._replace(params=engine.select(averaged, state.opt_state.ema,
-                                                    state.params))
+    for technique, weights in engine.final_weights(state):
+        replaced = completed & np.array([technique.on(r.config) for r in records])
+        if replaced.any():
+            state = state._replace(params=engine.select(replaced, weights, state.params))
     if best is not None and (keep_best & completed).any():
         params, batch_stats = engine.select(keep_best & completed, best,
                                             (state.params, state.batch_stats))

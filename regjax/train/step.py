@@ -1,25 +1,27 @@
 """The compiled program: pure functions of a model's state, the data and the knobs.
 
-`loss`, `train_step`, `train_epoch` and `evaluate` are plain functions; the host loops
-(regjax.train.fit for one model, regjax.train.batched for many) jit them, a batched run
-maps them over a model axis. Their first argument, a `Program`, is static: the model's graph
-and the config that decides which layers and loss terms exist. Everything that may differ
-between models trained together (seed, penalties, dropout rate, smoothing, learning rate,
-augmentation ranges) comes in as `Knobs`, always passed explicitly.
+`loss`, `train_step`, `train_epoch` and `evaluate` are plain functions; the engine
+(regjax.train.engine) jits them, mapped over a model axis. Their first argument, a
+`Program`, is static: the model's graph, the data's shape and the structure of the config
+(which techniques are on). Everything that may differ between models trained together
+(seed, penalties, dropout rate, smoothing, learning rate, augmentation ranges) comes in as
+`Knobs`, always passed explicitly; a model's other variables (its layers' knob, key and row
+slots, a user model's rng streams) come in as `rest` and are set before every call.
 
-The whole dataset sits on the device as uint8. One call of `train_epoch` draws the epoch's
-permutation, gathers each batch by index, normalises and augments it and takes the optimizer
-step, all under `lax.scan`. The partial last batch is padded to full size and masked, so
-shapes never change and no row is dropped or repeated. Keys come from regjax.rng's key tree.
+The step composes the active techniques' hooks in Keras' order (regjax.techniques): the
+input transforms, the model (with the layers the techniques placed), the targets, the
+loss terms, Keras' Adam chained with the techniques' optax transformations, then the
+projections of the weights. It names no technique.
 
-Why one module of some 260 lines: the compiled program is read as one piece, from an epoch's
-batch order through the loss and the optimizer step to the evaluation; cut in two, a reader
-would page between files to follow one step.
+The whole dataset sits on the device (uint8, or float32 in [0, 1]). One call of
+`train_epoch` draws the epoch's permutation, gathers each batch by index, normalises and
+transforms it and takes the optimizer step, all under `lax.scan`. The partial last batch is
+padded to full size and masked, so shapes never change and no row is dropped or repeated.
+Keys come from regjax.rng's key tree.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from typing import Any, NamedTuple
@@ -30,38 +32,21 @@ import numpy as np
 import optax
 from flax import nnx
 
-from regjax import rng
-from regjax.config import KNOBS, NUM_CLASSES, Config
-from regjax.nn import augment, mixing
-from regjax.nn.losses import cross_entropy, mixed_one_hot, weight_penalty
-from regjax.nn.models import make_model
-from regjax.nn.optim import AdamState, adam_init, adam_update
+from regjax import rng, techniques
+from regjax.config import Config, Knobs
+from regjax.data.split import DataSpec
+from regjax.models import make_model, regularized_kernels
+from regjax.nn import layers, tree
+from regjax.nn.losses import cross_entropy, mixed_one_hot
+from regjax.nn.optim import keras_adam
 
-KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
 EVAL_CHUNK = 2000  # rows per evaluation chunk (fixed, so any split size compiles once)
 
 
 class TrainState(NamedTuple):
     params: nnx.State
     batch_stats: nnx.State
-    opt_state: AdamState
-
-
-class Knobs(collections.namedtuple("Knobs", KNOBS)):
-    """The settings that may differ between models trained together (config.KNOBS), as
-    arrays: scalars for one model, one value per model along a leading axis for many."""
-
-    __slots__ = ()
-
-    @classmethod
-    def of(cls, configs: Config | list[Config]) -> "Knobs":
-        """One config's knobs as scalars, or a list's stacked along a leading model axis."""
-        many = isinstance(configs, list)
-        values = configs if many else [configs]
-        stacked = cls(*(np.asarray([getattr(c, name) for c in values],
-                                   np.int32 if name == "seed" else np.float32)
-                        for name in cls._fields))
-        return stacked if many else jax.tree.map(lambda a: a[0], stacked)
+    opt_state: Any  # Keras' Adam's, then each update technique's (optimizer)
 
 
 class Metrics(NamedTuple):
@@ -74,33 +59,61 @@ class Metrics(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """What a compiled program is built for: the model's graph and the structure of the
-    config (Config.structure: which layers and loss terms exist, the batch size; the knob
-    values, the seed and the host-side settings do not enter it, so runs that differ only
-    in those share one trace and one compiled program). The values used come from Knobs.
-    With `batch_sharding` (data parallelism), each training batch is split along its rows
-    between devices; the arithmetic stays that of the whole batch (XLA sums the gradients
-    and the batch-norm statistics across devices)."""
+    """What a compiled program is built for: the model's graph, the data's shape, the
+    structure of the config (Config.structure: which techniques are on, the batch size; the
+    knob values, the seed and the host-side settings do not enter it, so runs that differ
+    only in those share one trace and one compiled program), and the paths of the model's
+    regularized kernels. The values used come from Knobs. With `batch_sharding` (data
+    parallelism), each training batch is split along its rows between devices; the
+    arithmetic stays that of the whole batch."""
 
     config: Config
+    spec: DataSpec
     graphdef: Any
+    kernels: tuple
     batch_sharding: Any = None
 
+    def hooks(self, hook: str) -> list:
+        """The active techniques that act at `hook` (a Technique attribute), in order."""
+        return [t for t in techniques.active(self.config) if getattr(t, hook)]
 
-def program_of(config: Config) -> Program:
-    """The program for `config` and every config of its structure, without initialising any
-    weights (from shapes)."""
+
+def split_model(model: nnx.Module):
+    """(graph, params, batch statistics, the rest of the model's variables)."""
+    return nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+
+
+def program_of(config: Config, spec: DataSpec, maker=None) -> Program:
+    """The program for `config` and every config of its structure, on data of `spec`
+    (`maker`: a user's model, for config.model "custom"), without initialising weights."""
     structure = config.structure()
-    model = nnx.eval_shape(lambda: make_model(structure))
-    return Program(structure, nnx.split(model, nnx.Param, nnx.BatchStat)[0])
+    model = nnx.eval_shape(lambda: make_model(structure, spec, maker=maker))
+    return Program(structure, spec, split_model(model)[0], regularized_kernels(model))
 
 
-def make_program(config: Config) -> tuple[Program, TrainState]:
-    """The program for `config` and the initial state of its model (weights drawn from the
-    init branch of config.seed's key tree, Adam's moments zero)."""
-    _, params, batch_stats = nnx.split(make_model(config), nnx.Param, nnx.BatchStat)
-    return program_of(config), TrainState(params, batch_stats,
-                                          adam_init(params, ema=bool(config.ema)))
+def optimizer(program: Program, knobs: Knobs) -> optax.GradientTransformation:
+    """Keras' Adam at the model's learning rate, then each update technique's transformation
+    (AdamW's decay, the weights' moving average) in order."""
+    return optax.chain(keras_adam(knobs.learning_rate),
+                       *(t.update(knobs) for t in program.hooks("update")))
+
+
+def initial_state(program: Program, config: Config, seed=None, maker=None):
+    """(TrainState, rest) of a model of `program` initialised from `seed` (default
+    config.seed; may be traced): weights from the init branch of its key tree, Adam's
+    moments zero."""
+    _, params, batch_stats, rest = split_model(make_model(program.config, program.spec,
+                                                          seed if seed is not None else
+                                                          config.seed, maker))
+    opt_state = optimizer(program, Knobs.of(config)).init(params)
+    return TrainState(params, batch_stats, opt_state), rest
+
+
+def final_weights(program: Program, opt_state) -> list[tuple]:
+    """(technique, the weights it ends a model with) of the update techniques that replace
+    them when training ends (Keras' finalize: the moving average)."""
+    updates = program.hooks("update")
+    return [(t, t.final(opt_state[1 + updates.index(t)])) for t in updates if t.final]
 
 
 # ------------------------------------------------------------------------------ the data
@@ -117,88 +130,68 @@ def epoch_batches(key: jax.Array, n: int, batch: int) -> tuple[jax.Array, jax.Ar
 
 
 def normalize(images: jax.Array) -> jax.Array:
-    """uint8 pixels to float32 in [0, 1], as the notebook's `x / 255.0`."""
-    return images.astype(jnp.float32) / 255.0
+    """uint8 pixels to float32 in [0, 1], as the notebook's `x / 255.0`; floats as they are."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 255.0
+    return images.astype(jnp.float32)
 
 
 # --------------------------------------------------------------------------- the program
 
-def loss(program: Program, params, batch_stats, images, labels, weights, key,
+def logits_of(program: Program, params, batch_stats, rest, images, *, train: bool,
+              knobs: Knobs, key=None, rows=None):
+    """The model's logits for float images, and its batch statistics after the call: the
+    model merged, its layers given their knobs, keys and rows (regjax.nn.layers.prepare)."""
+    # copy: fresh Variables belonging to this trace, which the call may update.
+    model = nnx.merge(program.graphdef, params, batch_stats, rest, copy=True)
+    layers.prepare(model, train=train, knobs=knobs, key=key, rows=rows)
+    return model(images), nnx.state(model, nnx.BatchStat)
+
+
+def loss(program: Program, params, batch_stats, rest, images, labels, weights, key,
          knobs: Knobs, *, train: bool, mix=None):
-    """Mean cross-entropy over the weighted rows plus the weight penalty, as Keras reports
-    it. `images` are float [B, 28, 28]; `key` is the step's dropout key (None when not
-    training); `mix`, MixUp's partners and weights (regjax.nn.mixing), makes the targets mixed
-    (accuracy then counts the mixed target's largest class, as Keras' accuracy does).
-    Returns (loss, (new batch stats, Metrics))."""
-    c = program.config
-    # copy: fresh Variables belonging to this trace, which batch norm may update.
-    model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
-    logits = model(images, train=train, key=key, mask=weights > 0, dropout=knobs.dropout,
-                   spatial_dropout=knobs.spatial_dropout)
-    per_example = cross_entropy(logits, labels, knobs.label_smoothing, mix)
+    """Mean cross-entropy over the weighted rows plus the techniques' penalties, as Keras
+    reports it. `images` are float [B, H, W, C]; `key` is the step's layer key (None when not
+    training); `mix`, MixUp's or CutMix's partners and weights (regjax.nn.mixing), makes the
+    targets mixed (accuracy then counts the mixed target's largest class, as Keras' accuracy
+    does). Returns (loss, (new batch stats, Metrics))."""
+    logits, batch_stats = logits_of(program, params, batch_stats, rest, images, train=train,
+                                    knobs=knobs, key=key, rows=weights if train else None)
+    targets = mixed_one_hot(labels, program.spec.classes, mix, logits.dtype)
+    for t in program.hooks("targets"):
+        targets = t.targets(targets, knobs)
+    per_example = cross_entropy(logits, targets)
     count = jnp.sum(weights)
     total = jnp.sum(per_example * weights)
-    # A penalty the structure lacks costs nothing; one it has takes each model's value.
-    penalty = weight_penalty(model.regularized_kernels(), knobs.l1 if c.l1 else 0.0,
-                             knobs.l2 if c.l2 else 0.0)
+    kernels = tree.arrays_at(params, program.kernels)
+    penalty = jnp.zeros((), logits.dtype)
+    for t in program.hooks("penalty"):
+        penalty += t.penalty(kernels, knobs)
     mean = total / jnp.maximum(count, 1.0) + penalty
-    target = labels if mix is None else jnp.argmax(mixed_one_hot(labels, mix), -1)
+    target = labels if mix is None else jnp.argmax(
+        mixed_one_hot(labels, program.spec.classes, mix), -1)
     correct = jnp.sum((jnp.argmax(logits, -1) == target) * weights)
-    return mean, (nnx.state(model, nnx.BatchStat), Metrics(total + penalty * count, correct, count))
+    return mean, (batch_stats, Metrics(total + penalty * count, correct, count))
 
 
-def train_step(program: Program, state: TrainState, images, labels, weights, key,
+def train_step(program: Program, state: TrainState, rest, images, labels, weights, key,
                knobs: Knobs) -> tuple[TrainState, Metrics]:
-    """One optimizer step on a batch of uint8 images; `key` is the step's key."""
-    x = normalize(images)
-    if program.config.augment:
-        x = augment.random_affine(
-            rng.augment_key(key), x, rotation_range=knobs.rotation_range,
-            shift_range=knobs.shift_range, shear_range=knobs.shear_range,
-            zoom_range=knobs.zoom_range)
-    if program.config.random_erasing:  # keras.layers.RandomErasing, after the affine warp
-        x = augment.random_erasing(rng.erase_key(key), x, knobs.random_erasing)
-    mix = None
-    if program.config.mixup:  # keras.layers.MixUp in the input pipeline, after augmenting
-        x, mix = mixing.mixup(rng.mix_key(key), x, weights, knobs.mixup)
-    if program.config.cutmix:  # keras.layers.CutMix, likewise
-        x, mix = mixing.cutmix(rng.mix_key(key), x, weights, knobs.cutmix)
-    if program.config.gaussian_noise:  # keras.layers.GaussianNoise on the model's inputs
-        x = x + knobs.gaussian_noise * rng.normal(rng.noise_key(key), x.shape)
+    """One optimizer step on a batch of images (uint8 or float); `key` is the step's key."""
+    x, mix = normalize(images), None
+    for t in program.hooks("inputs"):  # in Keras' order: the warp first, the noise last
+        x, mix = t.inputs(rng.technique_key(key, t.branch), x, weights, knobs, mix)
     grads, (batch_stats, metrics) = jax.grad(loss, argnums=1, has_aux=True)(
-        program, state.params, state.batch_stats, x, labels, weights, rng.dropout_key(key),
-        knobs, train=True, mix=mix)
-    updates, opt_state = adam_update(grads, state.opt_state, knobs.learning_rate)
-    params = state.params
-    if program.config.weight_decay:  # Keras' AdamW: decayed first, then Adam's update
-        params = jax.tree.map(lambda p: p - p * knobs.weight_decay * knobs.learning_rate,
-                              params)
-    params = optax.apply_updates(params, updates)
-    if program.config.ema:  # Keras' use_ema: averaged after the update, before constraints
-        momentum = jnp.where(state.opt_state.count == 0, 0.0, knobs.ema)
-        opt_state = opt_state._replace(ema=jax.tree.map(
-            lambda a, w: momentum * a + (1.0 - momentum) * w, opt_state.ema, params))
-    if program.config.max_norm:  # Keras applies constraints after the update
-        params = constrain_max_norm(program, params, batch_stats, knobs.max_norm)
+        program, state.params, state.batch_stats, rest, x, labels, weights,
+        rng.layers_key(key), knobs, train=True, mix=mix)
+    updates, opt_state = optimizer(program, knobs).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    for t in program.hooks("project"):  # Keras applies constraints after the update
+        params = t.project(params, program.kernels, knobs)
     return TrainState(params, batch_stats, opt_state), metrics
 
 
-def constrain_max_norm(program: Program, params, batch_stats, max_norm):
-    """keras.constraints.MaxNorm(max_norm, axis=0) on each hidden Dense kernel: every
-    column (a unit's incoming weights) scaled by clip(norm, 0, c) / (1e-7 + norm), which
-    also shrinks a column under the bound by norm / (1e-7 + norm), as Keras does. A model
-    of a batched run whose max_norm is 0 keeps its weights as they are."""
-    model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
-    for layer in model.head.hidden:
-        w = layer.kernel[...]
-        norms = jnp.sqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True))
-        scaled = w * (jnp.clip(norms, 0, max_norm) / (KERAS_EPSILON + norms))
-        layer.kernel[...] = jnp.where(max_norm > 0, scaled, w)
-    return nnx.state(model, nnx.Param)
-
-
-def train_epoch(program: Program, state: TrainState, images, labels, epoch, knobs: Knobs,
-                num_steps: int | None = None) -> tuple[TrainState, Metrics]:
+def train_epoch(program: Program, state: TrainState, rest, images, labels, epoch,
+                knobs: Knobs, num_steps: int | None = None) -> tuple[TrainState, Metrics]:
     """Epoch `epoch` (0-based) over all rows (or its first `num_steps` steps); returns the
     new state and the epoch's metric sums."""
     key = rng.epoch_key(knobs.seed, epoch)
@@ -211,7 +204,7 @@ def train_epoch(program: Program, state: TrainState, images, labels, epoch, knob
         batch = images[rows], labels[rows], w
         if program.batch_sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, program.batch_sharding)
-        return train_step(program, state, *batch, rng.step_key(key, i), knobs)
+        return train_step(program, state, rest, *batch, rng.step_key(key, i), knobs)
 
     inputs = jax.tree.map(lambda a: a[:num_steps], (jnp.arange(len(rows)), rows, weights))
     state, metrics = jax.lax.scan(step, state, inputs)
@@ -227,27 +220,29 @@ def eval_chunks(n: int) -> tuple[jax.Array, jax.Array]:
     return jnp.minimum(rows, n - 1).reshape(chunks, EVAL_CHUNK), weights
 
 
-def predict(program: Program, params, batch_stats, images) -> jax.Array:
-    """The model's class probabilities (softmax) [n, 10] for uint8 images, in evaluation
-    mode, chunk by chunk."""
+def predict(program: Program, params, batch_stats, rest, images, knobs: Knobs) -> jax.Array:
+    """The model's class probabilities (softmax) [n, classes], in evaluation mode, chunk by
+    chunk."""
     rows, _ = eval_chunks(images.shape[0])
 
     def chunk(r):
-        model = nnx.merge(program.graphdef, params, batch_stats, copy=True)
-        return jax.nn.softmax(model(normalize(images[r]), train=False))
+        logits, _ = logits_of(program, params, batch_stats, rest, normalize(images[r]),
+                              train=False, knobs=knobs)
+        return jax.nn.softmax(logits)
 
-    return jax.lax.map(chunk, rows).reshape(-1, NUM_CLASSES)[:images.shape[0]]
+    return jax.lax.map(chunk, rows).reshape(-1, program.spec.classes)[:images.shape[0]]
 
 
-def evaluate(program: Program, params, batch_stats, images, labels, knobs: Knobs) -> Metrics:
+def evaluate(program: Program, params, batch_stats, rest, images, labels,
+             knobs: Knobs) -> Metrics:
     """Loss (with penalties and smoothing, as Keras reports val_loss) and correct counts in
     evaluation mode, over fixed-size chunks with the remainder masked."""
     rows, weights = eval_chunks(labels.shape[0])
 
     def chunk(_, inputs):
         r, w = inputs
-        _, (_, metrics) = loss(program, params, batch_stats, normalize(images[r]), labels[r],
-                               w, None, knobs, train=False)
+        _, (_, metrics) = loss(program, params, batch_stats, rest, normalize(images[r]),
+                               labels[r], w, None, knobs, train=False)
         return None, metrics
 
     _, metrics = jax.lax.scan(chunk, None, (rows, weights))

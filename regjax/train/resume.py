@@ -15,34 +15,33 @@ from regjax.files.checkpoint import CheckpointError, Checkpoints
 from regjax.train.history import RunRecord
 
 
-def save_run(checkpoints: Checkpoints, epoch: int, state, best, records: list[RunRecord],
-             rows: tuple[int, int], data: str) -> None:
-    """Starts writing the checkpoint of `epoch`: the arrays, and a record of the configs,
-    the histories, the number of rows and `data`, the digest of those rows
-    (regjax.train.loop.fingerprint)."""
-    arrays = {"state": state, **({"best": best} if best is not None else {})}
-    val_losses = [r.epochs["val_loss"][-1] for r in records if r.epochs_run]
-    checkpoints.save(epoch, arrays, {
-        "epoch": epoch, "configs": [r.config.to_dict() for r in records],
-        "records": [r.checkpoint() for r in records], "arrays": sorted(arrays),
-        "train_rows": rows[0], "validation_rows": rows[1], "data": data,
+def save_run(checkpoints: Checkpoints, run) -> None:
+    """Starts writing the checkpoint of the epochs `run` (regjax.train.loop.Run) has trained:
+    the arrays, and a record of the configs, the histories, the number of rows and their
+    digest (regjax.train.loop.fingerprint)."""
+    arrays = {"state": run.state, **({"best": run.best} if run.best is not None else {})}
+    val_losses = [r.epochs["val_loss"][-1] for r in run.records if r.epochs_run]
+    checkpoints.save(run.epochs, arrays, {
+        "epoch": run.epochs, "configs": [r.config.to_dict() for r in run.records],
+        "records": [r.checkpoint() for r in run.records], "arrays": sorted(arrays),
+        "train_rows": run.sizes[0], "validation_rows": run.sizes[1], "data": run.rows,
     }, float(np.mean(val_losses)) if val_losses else math.inf)
 
 
-def restore_run(checkpoints: Checkpoints, configs: list[Config], state, best, steps: int,
-                rows: tuple[int, int], log, data: str):
-    """The newest intact checkpoint's (epoch, state, best, records) of a run of `configs`
-    (`state` and `best` give the arrays' structure), after checking that it belongs to these
-    configs and data (`data`: the digest save_run recorded). Damaged newer checkpoints are
-    reported and removed (the epochs they held are trained again, with the same result)."""
+def restore_run(checkpoints: Checkpoints, run, log) -> None:
+    """Sets `run` (a new regjax.train.loop.Run: its state and best weights give the arrays'
+    structure) to where the newest intact checkpoint stands, after checking that the
+    checkpoint belongs to the same configs and data. Damaged newer checkpoints are reported
+    and removed (the epochs they held are trained again, with the same result)."""
+    configs = [r.config for r in run.records]
     epochs = sorted(checkpoints.all_epochs(), reverse=True)
     if not epochs:
         raise CheckpointError(f"{checkpoints.directory}: no complete checkpoint to resume from")
-    like = {"state": state, **({"best": best} if best is not None else {})}
+    like = {"state": run.state, **({"best": run.best} if run.best is not None else {})}
     for n, epoch in enumerate(epochs):
         try:
             record = checkpoints.record(epoch)
-            check_same_run(checkpoints, record, configs, rows, data)
+            check_same_run(checkpoints, record, configs, run.sizes, run.rows)
             arrays = checkpoints.arrays(epoch, like)
             break
         except CheckpointError as e:
@@ -52,10 +51,11 @@ def restore_run(checkpoints: Checkpoints, configs: list[Config], state, best, st
             raise
     for damaged in epochs[:n]:
         checkpoints.delete(damaged)
-    records = [RunRecord.from_checkpoint(c, steps, saved)
-               for c, saved in zip(configs, record["records"])]
+    steps = run.records[0].steps_per_epoch
+    run.records = [RunRecord.from_checkpoint(c, steps, saved)
+                   for c, saved in zip(configs, record["records"])]
+    run.epochs, run.state, run.best = epoch, arrays["state"], arrays.get("best")
     log(f"resuming from the checkpoint of epoch {epoch} in {checkpoints.directory}")
-    return epoch, arrays["state"], arrays.get("best"), records
 
 
 def check_same_run(checkpoints: Checkpoints, record: dict, configs: list[Config],
