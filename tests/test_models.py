@@ -10,16 +10,16 @@ from scipy import stats
 
 from regjax import config as cfg
 from regjax import presets
-from regjax.nn.models import (
-    BN_EPSILON,
-    BN_MOMENTUM,
-    CONV_BLOCK,
-    conv3x3_relu_maxpool,
-    inverted_dropout,
-    make_model,
-    spatial_dropout_maps,
-)
+from regjax.config import Knobs
+from regjax.models import make_model
+from regjax.models.cnn import MAPS, conv3x3_relu_maxpool
+from regjax.nn import layers
+from regjax.techniques.batchnorm import EPSILON as BN_EPSILON
+from regjax.techniques.batchnorm import MOMENTUM as BN_MOMENTUM
+from regjax.techniques.dropout import inverted_dropout
+from regjax.techniques.spatial_dropout import spatial_dropout_maps
 from regjax.train import step
+from tests.helpers import SPEC, make_program
 
 
 def inputs(n=32, seed=0):
@@ -31,11 +31,18 @@ def pre_activation(stack, x):
     return jax.nn.relu(x @ layer.kernel[...] + layer.bias[...])
 
 
+def features(model, x, *, train, key=None, rows=None):
+    """The hidden activations of a registered model's DenseStack, its layers prepared as a
+    step prepares them (their knobs as the model holds them)."""
+    layers.prepare(model, train=train, key=key, rows=rows)
+    return model.head.features(x)
+
+
 def test_dropout_scales_kept_units_and_keeps_about_one_minus_rate():
-    model = make_model(cfg.Config(hidden=(4000,), dropout=0.25))
+    model = make_model(cfg.Config(hidden=(4000,), dropout=0.25), SPEC)
     x = inputs()
     h = np.asarray(pre_activation(model.head, x))
-    out = np.asarray(model.head.features(x, train=True, key=jax.random.key(1)))
+    out = np.asarray(features(model, x, train=True, key=jax.random.key(1)))
     active = h > 0
     kept = out[active] != 0
     # Kept units are scaled by 1 / (1 - rate) (inverted dropout); dropped ones are 0.
@@ -43,15 +50,15 @@ def test_dropout_scales_kept_units_and_keeps_about_one_minus_rate():
     n = active.sum()
     assert abs(kept.mean() - 0.75) < 4 * np.sqrt(0.75 * 0.25 / n)
     # Identity in evaluation.
-    np.testing.assert_allclose(model.head.features(x, train=False), h, rtol=1e-6)
+    np.testing.assert_allclose(features(model, x, train=False), h, rtol=1e-6)
 
 
 def test_dropout_mask_changes_with_the_key_and_repeats_with_it():
-    model = make_model(cfg.Config(hidden=(256,), dropout=0.5))
+    model = make_model(cfg.Config(hidden=(256,), dropout=0.5), SPEC)
     x = inputs()
-    a = model.head.features(x, train=True, key=jax.random.key(1))
-    b = model.head.features(x, train=True, key=jax.random.key(1))
-    c = model.head.features(x, train=True, key=jax.random.key(2))
+    a = features(model, x, train=True, key=jax.random.key(1))
+    b = features(model, x, train=True, key=jax.random.key(1))
+    c = features(model, x, train=True, key=jax.random.key(2))
     np.testing.assert_array_equal(a, b)
     assert np.mean(np.asarray(a != c)) > 0.2
 
@@ -61,13 +68,13 @@ def test_every_step_draws_a_fresh_dropout_mask(rate):
     """Two steps on identical batches, with a learning rate too small to change anything,
     have different losses exactly when dropout draws a new mask each step."""
     config = cfg.Config(hidden=(256,), dropout=rate, learning_rate=1e-12)
-    program, state = step.make_program(config)
-    image = jax.random.randint(jax.random.key(0), (1, 28, 28), 0, 256, jnp.uint8)
-    images, labels = jnp.tile(image, (128, 1, 1)), jnp.full(128, 3, jnp.int32)
+    program, state, rest = make_program(config)
+    image = jax.random.randint(jax.random.key(0), (1, 28, 28, 1), 0, 256, jnp.uint8)
+    images, labels = jnp.tile(image, (128, 1, 1, 1)), jnp.full(128, 3, jnp.int32)
 
     def loss(num_steps):
-        _, metrics = step.train_epoch(program, state, images, labels, 0,
-                                      step.Knobs.of(config), num_steps)
+        _, metrics = step.train_epoch(program, state, rest, images, labels, 0,
+                                      Knobs.of(config), num_steps)
         return step.per_model(metrics)[0]["loss"]
 
     first, both = loss(1), loss(2)
@@ -78,12 +85,35 @@ def test_every_step_draws_a_fresh_dropout_mask(rate):
         assert second == pytest.approx(first, abs=1e-5)
 
 
+def test_the_trained_model_drops_units_at_its_real_rate(small):
+    """The model regjax.fit returns holds its real rates: called with train=True, dropout
+    zeroes about a quarter of the hidden units (dropout 0.25), not every one; in evaluation
+    mode it is deterministic."""
+    import regjax
+
+    config = presets.preset("dropout", hidden=(2000,), epochs=1)
+    _, model = regjax.fit(config, *small[:2], log=lambda _: None)
+    x = jnp.asarray(small[2].images[:16], jnp.float32) / 255
+    layers.prepare(model.module, train=True, key=jax.random.key(3))
+    hidden = np.asarray(model.module.head.features(x.reshape(16, -1)))
+    layers.prepare(model.module, train=False)
+    clean = np.asarray(model.module.head.features(x.reshape(16, -1)))
+    active = clean > 0
+    dropped = np.mean(hidden[active] == 0)
+    assert abs(dropped - 0.25) < 5 * np.sqrt(0.25 * 0.75 / active.sum()), dropped
+    np.testing.assert_allclose(hidden[active & (hidden != 0)],
+                               clean[active & (hidden != 0)] / 0.75, rtol=1e-5)
+    logits = np.asarray(model(x, train=True, key=jax.random.key(4)))
+    assert np.std(logits) > 1e-2  # not collapsed to the output bias
+    np.testing.assert_array_equal(model(x), model(x))
+
+
 def test_batchnorm_matches_keras_batchnormalization_in_training_and_inference():
     """Outputs and moving statistics against keras.layers.BatchNormalization (momentum 0.99,
     epsilon 1e-3, biased batch variance), two training calls then inference; float32 on
     both sides, agreeing to a few ulps of values of size ~1."""
-    model = make_model(cfg.Config(hidden=(16,), batchnorm=True))
-    bn = model.head.norms[0]
+    model = make_model(cfg.Config(hidden=(16,), batchnorm=True), SPEC)
+    bn = model.head.after[0][0].norm
     bn.scale[...] = jnp.linspace(0.5, 2.0, 16)
     bn.bias[...] = jnp.linspace(-1.0, 1.0, 16)
     layer = keras.layers.BatchNormalization()
@@ -93,13 +123,13 @@ def test_batchnorm_matches_keras_batchnormalization_in_training_and_inference():
     for seed in (0, 1):  # training mode: batch statistics, moving averages updated
         x = inputs(seed=seed)
         h = np.asarray(pre_activation(model.head, x))
-        np.testing.assert_allclose(model.head.features(x, train=True),
+        np.testing.assert_allclose(features(model, x, train=True, rows=jnp.ones(32)),
                                    layer(h, training=True), rtol=1e-5, atol=1e-5)
         _, _, moving_mean, moving_var = layer.get_weights()
         np.testing.assert_allclose(bn.mean[...], moving_mean, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(bn.var[...], moving_var, rtol=1e-5)
     # Inference: the moving statistics, and nothing changes.
-    np.testing.assert_allclose(model.head.features(x, train=False), layer(h, training=False),
+    np.testing.assert_allclose(features(model, x, train=False), layer(h, training=False),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(bn.mean[...], layer.get_weights()[2], rtol=1e-5, atol=1e-7)
     assert (BN_MOMENTUM, BN_EPSILON) == (layer.momentum, layer.epsilon)
@@ -135,53 +165,60 @@ def test_spatial_dropout_drops_whole_maps_as_keras_spatialdropout2d():
 
 def test_the_cnn_drops_its_pooled_maps_in_training_only():
     """The spatial_dropout preset's CNN: in training, the head sees the pooled maps times the
-    mask drawn from the convolution block's branch of the step's dropout key; in evaluation
-    the maps as they are. A knob of 0 (a batched model without it) is the identity."""
+    mask drawn from the feature maps' position (MAPS) under the step's layer key; in
+    evaluation the maps as they are. A knob of 0 (a batched model without it) is the
+    identity."""
     config = presets.preset("spatial_dropout", hidden=(16,))
-    model = make_model(config)
-    images = jax.random.uniform(jax.random.key(1), (8, 28, 28))
+    model = make_model(config, SPEC)
+    images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))
     key = jax.random.key(2)
     pooled = conv3x3_relu_maxpool(images, model.kernel[...], model.bias[...])
 
     def head(maps):
-        return model.head(maps.reshape(8, -1), train=False)
+        layers.prepare(model, train=False)
+        return model.head(maps.reshape(8, -1))
 
-    masked = spatial_dropout_maps(pooled, 0.2, jax.random.fold_in(key, CONV_BLOCK))
-    np.testing.assert_allclose(model(images, train=True, key=key), head(masked), rtol=1e-6)
-    np.testing.assert_allclose(model(images, train=False), head(pooled), rtol=1e-6)
+    def call(train, knobs=None):
+        layers.prepare(model, train=train, key=key, knobs=knobs)
+        return model(images)
+
+    masked = spatial_dropout_maps(pooled, 0.2, jax.random.fold_in(key, MAPS))
+    np.testing.assert_allclose(call(True), head(masked), rtol=1e-6)
+    np.testing.assert_allclose(call(False), head(pooled), rtol=1e-6)
     assert not np.allclose(head(masked), head(pooled), rtol=1e-3)  # the mask bites
-    np.testing.assert_array_equal(
-        model(images, train=True, key=key, spatial_dropout=jnp.float32(0.0)), head(pooled))
+    off = Knobs.of(presets.preset("spatial_dropout", hidden=(16,), spatial_dropout=0.0))
+    np.testing.assert_array_equal(call(True, off), head(pooled))
     with pytest.raises(ValueError, match="spatial dropout .* needs model cnn"):
         presets.preset("baseline", spatial_dropout=0.2)
 
 
 def test_batchnorm_statistics_ignore_padded_rows():
-    model = make_model(cfg.Config(hidden=(16,), batchnorm=True))
+    model = make_model(cfg.Config(hidden=(16,), batchnorm=True), SPEC)
     x = inputs(32)
-    mask = jnp.arange(32) < 20
-    model.head.features(x, train=True, mask=mask)
-    masked_mean = np.asarray(model.head.norms[0].mean[...])
-    reference = make_model(cfg.Config(hidden=(16,), batchnorm=True))
-    reference.head.features(x[:20], train=True)
+    features(model, x, train=True, rows=(jnp.arange(32) < 20).astype(jnp.float32))
+    masked_mean = np.asarray(model.head.after[0][0].norm.mean[...])
+    reference = make_model(cfg.Config(hidden=(16,), batchnorm=True), SPEC)
+    features(reference, x[:20], train=True, rows=jnp.ones(20))
     # The same float32 sums over the 20 rows in another order (masked: over 32, zeros
     # added): a few ulps of the activations' scale, which near-zero means make relative.
-    np.testing.assert_allclose(masked_mean, reference.head.norms[0].mean[...], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(masked_mean, reference.head.after[0][0].norm.mean[...],
+                               rtol=1e-5, atol=1e-6)
 
 
 def keras_conv_relu_pool(images, kernel, bias):
     """Conv2D(3x3, 'valid', relu) then MaxPooling2D(2x2) with lax's generic primitives."""
-    conv = jax.lax.conv_general_dilated(images[..., None], kernel, (1, 1), "VALID",
+    conv = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return jax.lax.reduce_window(jax.nn.relu(conv + bias), -jnp.inf, jax.lax.max,
                                  (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
 
 
-@pytest.mark.parametrize("shape", [(3, 28, 28), (2, 9, 12)])
+@pytest.mark.parametrize("shape", [(3, 28, 28, 1), (2, 9, 12, 1), (2, 32, 32, 3)])
 def test_conv_relu_pool_matches_lax_conv_and_reduce_window(shape):
+    """One channel (the notebook's) and three (CIFAR's), against lax.conv and reduce_window:
+    the outputs, and the gradients of the images, the kernel and the bias."""
     images = jax.random.uniform(jax.random.key(0), shape)
-    kernel = jax.random.normal(jax.random.key(1), (3, 3, 1, 32))
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 32))
     bias = jax.random.normal(jax.random.key(2), (32,)) * 0.3
     expected = keras_conv_relu_pool(images, kernel, bias)
     np.testing.assert_allclose(conv3x3_relu_maxpool(images, kernel, bias), expected,
@@ -199,7 +236,7 @@ def test_conv_relu_pool_matches_lax_conv_and_reduce_window(shape):
 def test_pool_gradient_goes_to_the_first_of_tied_maxima():
     """A blank image gives four equal convolution outputs (the bias) per window: the
     gradient must reach the bias once per window, not four times."""
-    images = jnp.zeros((1, 6, 6))
+    images = jnp.zeros((1, 6, 6, 1))
     kernel = jnp.ones((3, 3, 1, 2))
     bias = jnp.array([0.5, -0.5])
     grad_bias = jax.grad(lambda b: conv3x3_relu_maxpool(images, kernel, b).sum())(bias)
@@ -211,7 +248,7 @@ def test_pool_gradient_goes_to_the_first_of_tied_maxima():
     for i in (0, 2):
         for j in (0, 2):
             expected[i:i + 3, j:j + 3] += 1
-    np.testing.assert_array_equal(grad_images[0], expected)
+    np.testing.assert_array_equal(grad_images[0, ..., 0], expected)
 
 
 @pytest.mark.parametrize("technique", ["baseline", "augmentation"])
@@ -219,7 +256,7 @@ def test_initialisers_are_keras_glorot_uniform_by_fan_and_zero_biases(technique)
     """Every kernel is uniform on +-sqrt(6 / (fan_in + fan_out)) (Kolmogorov-Smirnov against
     that distribution), the convolution's fans counting its 3x3 receptive field (fan_in
     3*3*1, fan_out 3*3*32); every bias is zero."""
-    model = make_model(presets.preset(technique))
+    model = make_model(presets.preset(technique), SPEC)
     kernels = [layer.kernel[...] for layer in (*model.head.hidden, model.head.output)]
     if technique == "augmentation":
         kernels.insert(0, model.kernel[...])
