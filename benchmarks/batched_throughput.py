@@ -40,7 +40,7 @@ from common import device, memory_bandwidth  # benchmarks/common.py
 from regjax.train.devices import use_cpu_devices
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> int:  # long: the flags, then one table's rows, read top to bottom
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="1,8", help="comma-separated K (default 1,8)")

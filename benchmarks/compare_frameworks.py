@@ -60,7 +60,7 @@ def summary(results: list[dict]) -> dict:
             "runs": len(results)}
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> int:  # long: the flags, then one table's rows, read top to bottom
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--techniques", default=DEFAULT_TECHNIQUES,

@@ -14,6 +14,7 @@ otherwise) as soon as it ends, one record per technique, seed and side, with the
 commit. Started again, the script trains only the runs the file lacks, so a table can be
 completed over several sittings; a run whose code, versions or machine differ from the
 runs already in its row is refused unless --allow-mixed, and the table then says so.
+(Over 250 lines on purpose: the runs file, its checks and the table are one record's life.)
 
     python benchmarks/parity.py --seeds 5                         # all 16 techniques
     python benchmarks/parity.py --techniques dropout,l2 --seeds 5

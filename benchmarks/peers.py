@@ -2,7 +2,9 @@
 the notebook's own Keras code (Keras 3, on TensorFlow or on JAX) and an idiomatic PyTorch
 version. Every runner trains one technique on the same arrays with the notebook's settings
 and returns per-epoch wall times (training plus validation), the test accuracy and the
-epochs run. Used by compare_frameworks.py and parity.py; not imported by regjax."""
+epochs run. Used by compare_frameworks.py and parity.py; not imported by regjax. (Over 250
+lines on purpose: the three peers' runners side by side, so that their settings can be
+read against each other.)"""
 
 from __future__ import annotations
 

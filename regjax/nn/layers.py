@@ -56,6 +56,24 @@ def row_mask() -> RowMask:
     return RowMask(jnp.ones((1,), bool))
 
 
+class TrainingNoise(nnx.Module):
+    """A layer that draws in training and is the identity in evaluation (dropout and its
+    kin): its rate a Knob of the Config field `field` (default: the class's FIELD), its
+    draws from the LayerKey of `position`. A subclass sets FIELD and `draw(x, rate, key)`."""
+
+    FIELD: str
+
+    def __init__(self, rate: float, *, position: int = 0, field: str | None = None):
+        self.rate = knob(rate, field or self.FIELD)
+        self.key = layer_key(position)
+        self.deterministic = False
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.deterministic:
+            return x
+        return self.draw(x, self.rate[...], drawing_key(self.key))
+
+
 # Where a user model's own nnx.Dropout streams branch from the step's layer key.
 FLAX_STREAMS = 2**20
 

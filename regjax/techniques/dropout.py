@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from regjax import rng
 from regjax.fields import MODEL, RATE, setting
@@ -21,19 +20,12 @@ def inverted_dropout(x: jax.Array, rate, key: jax.Array) -> jax.Array:
     return jax.lax.select(rng.bernoulli(key, keep, x.shape), x / keep, jnp.zeros_like(x))
 
 
-class Dropout(nnx.Module):
-    """keras.layers.Dropout(rate), its rate a knob (`field`), its mask drawn from the key
-    of its `position` in each step (regjax.nn.layers)."""
+class Dropout(layers.TrainingNoise):
+    """keras.layers.Dropout(rate), its rate a knob (`field`, default "dropout"), its mask
+    drawn from the key of its `position` in each step (regjax.nn.layers)."""
 
-    def __init__(self, rate: float, *, position: int = 0, field: str = "dropout"):
-        self.rate = layers.knob(rate, field)
-        self.key = layers.layer_key(position)
-        self.deterministic = False
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if self.deterministic:
-            return x
-        return inverted_dropout(x, self.rate[...], layers.drawing_key(self.key))
+    FIELD = "dropout"
+    draw = staticmethod(inverted_dropout)
 
 
 TECHNIQUE = Technique(

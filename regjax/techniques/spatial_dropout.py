@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from regjax import rng
 from regjax.fields import MODEL, RATE, setting
@@ -29,19 +28,12 @@ def spatial_dropout_maps(x: jax.Array, rate, key: jax.Array) -> jax.Array:
                           jnp.zeros_like(x))
 
 
-class SpatialDropout(nnx.Module):
-    """keras.layers.SpatialDropout2D(rate), its rate a knob, its draws from its position's
-    key (regjax.nn.layers)."""
+class SpatialDropout(layers.TrainingNoise):
+    """keras.layers.SpatialDropout2D(rate), its rate a knob (default field
+    "spatial_dropout"), its draws from its position's key (regjax.nn.layers)."""
 
-    def __init__(self, rate: float, *, position: int = 0, field: str = "spatial_dropout"):
-        self.rate = layers.knob(rate, field)
-        self.key = layers.layer_key(position)
-        self.deterministic = False
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if self.deterministic:
-            return x
-        return spatial_dropout_maps(x, self.rate[...], layers.drawing_key(self.key))
+    FIELD = "spatial_dropout"
+    draw = staticmethod(spatial_dropout_maps)
 
 
 TECHNIQUE = Technique(

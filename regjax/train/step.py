@@ -18,6 +18,8 @@ The whole dataset sits on the device (uint8, or float32 in [0, 1]). One call of
 transforms it and takes the optimizer step, all under `lax.scan`. The partial last batch is
 padded to full size and masked, so shapes never change and no row is dropped or repeated.
 Keys come from regjax.rng's key tree.
+
+(Over 250 lines on purpose: this is the whole compiled program, read as one piece.)
 """
 
 from __future__ import annotations
