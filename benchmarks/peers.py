@@ -48,7 +48,10 @@ def keras_model(technique: str):
     Part 2 techniques, the notebook's baseline with the Keras 3 feature that implements it
     (AdamW with its default weight decay; MaxNorm(3) as the hidden kernels' constraint;
     GaussianNoise(0.1) on the inputs; SpatialDropout2D(0.2) on the CNN's pooled maps; Adam
-    with use_ema=True; MixUp, CutMix and RandomErasing act on the batches: batch_transform)."""
+    with use_ema=True; MixUp, CutMix and RandomErasing act on the batches: batch_transform);
+    for Part 3's, GaussianDropout(0.25) where Dropout would be, an L2(1e-4)
+    activity_regularizer and OrthogonalRegularizer(0.01, "rows") on the hidden Dense layers
+    (SAM and gradient noise have no Keras form: the baseline's model)."""
     import keras
     from keras import layers, regularizers
 
@@ -62,18 +65,22 @@ def keras_model(technique: str):
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         return model
-    reg = {"l1": regularizers.l1(0.001), "l2": regularizers.l2(0.001)}.get(technique)
+    reg = {"l1": regularizers.l1(0.001), "l2": regularizers.l2(0.001),
+           "orthogonal": regularizers.OrthogonalRegularizer(0.01, mode="rows")}.get(technique)
+    activity = regularizers.L2(1e-4) if technique == "activity_l2" else None
     constraint = keras.constraints.MaxNorm(3.0, axis=0) if technique == "max_norm" else None
     stack = [keras.Input((784,))]
     if technique == "gaussian_noise":
         stack.append(layers.GaussianNoise(0.1))
     for units in (128, 64):
         stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg,
-                                  kernel_constraint=constraint))
+                                  kernel_constraint=constraint, activity_regularizer=activity))
         if technique == "dropout":
             stack.append(layers.Dropout(0.25))
         if technique == "batchnorm":
             stack.append(layers.BatchNormalization())
+        if technique == "gaussian_dropout":
+            stack.append(layers.GaussianDropout(0.25))
     stack.append(layers.Dense(10, activation="softmax"))
     model = keras.Sequential(stack)
     if technique == "label_smoothing":

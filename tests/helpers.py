@@ -88,6 +88,29 @@ def first_step(config: Config, fashion):
     return step.per_model(metrics)[0], images, key, loss_of
 
 
+def regjax_steps(config: Config, state, images, labels, batches: list[np.ndarray]):
+    """regjax's training steps over `batches` from `state` (padded as in run_both): the named
+    arrays they end with (the moving averages with weight_ema) and each step's loss."""
+    import jax
+
+    from regjax import rng
+    from regjax.files.modelfile import named_arrays
+
+    program, _, rest = make_program(config)
+    knobs = Knobs.of(config)
+    train_step = jax.jit(step.train_step, static_argnums=0)
+    losses = []
+    for i, rows in enumerate(batches):
+        slots = np.resize(np.concatenate([rows, np.arange(len(labels))]), config.batch_size)
+        weights = (np.arange(config.batch_size) < len(rows)).astype(np.float32)
+        state, metrics = train_step(program, state, rest, images[slots], labels[slots],
+                                    weights, rng.step_key(rng.epoch_key(config.seed, 0), i),
+                                    knobs)
+        losses.append(step.per_model(metrics)[0]["loss"])
+    params = step.final_weights(program, state.opt_state)[0][1] if config.ema else state.params
+    return named_arrays(params, state.batch_stats), losses
+
+
 def script(name: str, *args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     """Runs scripts/<name>.py as a user would; returns the finished process."""
     return subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"),

@@ -24,7 +24,11 @@ assert keras.backend.backend() == "jax", "conftest.py sets KERAS_BACKEND=jax"
 
 
 def regularizer(config: Config):
-    """The notebook's kernel_regularizer for `config`'s penalties (None without any)."""
+    """The notebook's kernel_regularizer for `config`'s penalties (None without any); the
+    orthogonal regularizer alone (Keras takes one kernel_regularizer)."""
+    if config.orthogonal:
+        assert not (config.l1 or config.l2), "one kernel regularizer in the oracle"
+        return keras.regularizers.OrthogonalRegularizer(config.orthogonal, mode="rows")
     if config.l1 and config.l2:
         return keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
     if config.l1:
@@ -45,8 +49,9 @@ def keras_model(config: Config) -> keras.Sequential:
     """The notebook's Keras model for `config` (Dense+ReLU, then BatchNormalization and
     Dropout where the config has them; the CNN's Conv2D and MaxPooling2D first), ending in
     logits, compiled with Adam (Keras' defaults; AdamW with the config's weight decay) and
-    the notebook's loss, with accuracy; MaxNorm on the hidden kernels where the config has
-    it."""
+    the notebook's loss, with accuracy; MaxNorm on the hidden kernels, an L2 activity
+    regularizer on their outputs and the orthogonal regularizer on their kernels where the
+    config has them."""
     layers, reg = keras.layers, regularizer(config)
     if config.model == "cnn":
         # regjax penalises the convolution's kernel too when a penalty is set.
@@ -61,13 +66,17 @@ def keras_model(config: Config) -> keras.Sequential:
     if config.gaussian_noise:
         stack.insert(1, layers.GaussianNoise(config.gaussian_noise))
     constraint = keras.constraints.MaxNorm(config.max_norm, axis=0) if config.max_norm else None
+    activity = keras.regularizers.L2(config.activity_l2) if config.activity_l2 else None
     for units in config.hidden:
         stack.append(layers.Dense(units, activation="relu", kernel_regularizer=reg,
-                                  kernel_constraint=constraint))
+                                  kernel_constraint=constraint,
+                                  activity_regularizer=activity))
         if config.batchnorm:
             stack.append(layers.BatchNormalization())
         if config.dropout:
             stack.append(layers.Dropout(config.dropout))
+        if config.gaussian_dropout:
+            stack.append(layers.GaussianDropout(config.gaussian_dropout))
     stack.append(layers.Dense(NUM_CLASSES))
     model = keras.Sequential(stack)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}

@@ -36,7 +36,12 @@ def test_presets_are_the_notebooks_settings():
         "spatial_dropout": {"model": "cnn", "hidden": (128,), "spatial_dropout": 0.2,
                             "validation": "test"},
         "mixup": {"mixup": 0.2}, "cutmix": {"cutmix": 1.0},
-        "random_erasing": {"random_erasing": 1.0}, "weight_ema": {"ema": 0.99}}
+        "random_erasing": {"random_erasing": 1.0}, "weight_ema": {"ema": 0.99},
+        # Part 3, at the settings of the issue that asked for them (their references'
+        # defaults where those have one: OrthogonalRegularizer's 0.01, the paper's eta)
+        "sam": {"sam": 0.05}, "gaussian_dropout": {"gaussian_dropout": 0.25},
+        "activity_l2": {"activity_l2": 1e-4}, "orthogonal": {"orthogonal": 0.01},
+        "gradient_noise": {"gradient_noise": 0.01}}
     assert base.patience == 3 and (base.rotation_range, base.shift_range, base.shear_range,
                                    base.zoom_range) == (10.0, 0.1, 0.2, 0.2)
 
@@ -54,7 +59,8 @@ def layer_summary(model) -> list[tuple]:
     """Each layer's kind and settings, the output layer's activation left out (the notebook's
     softmax is regjax's loss)."""
     keys = ("units", "activation", "rate", "filters", "kernel_size", "pool_size", "momentum",
-            "epsilon", "kernel_regularizer", "kernel_constraint", "stddev")
+            "epsilon", "kernel_regularizer", "kernel_constraint", "stddev",
+            "activity_regularizer")
     return [(type(layer).__name__, *(str(layer.get_config().get(k)) for k in keys))
             for layer in model.layers[:-1]] + [("Dense", model.layers[-1].units)]
 

@@ -21,7 +21,7 @@ from regjax.train import step
 from regjax.train.step import epoch_batches
 from tests import keras_oracle as oracle
 from tests import rounding
-from tests.helpers import first_step, make_program
+from tests.helpers import first_step, make_program, regjax_steps
 
 
 @pytest.mark.parametrize("n,batch", [(48000, 64), (60000, 64), (100, 64), (64, 64), (5, 8)])
@@ -114,24 +114,6 @@ def run_both(config: cfg.Config, images, labels, batches: list[np.ndarray]):
     return ours, model, losses
 
 
-def regjax_steps(config: cfg.Config, state, images, labels, batches: list[np.ndarray]):
-    """regjax's training steps over `batches` from `state` (padded as in run_both): the named
-    arrays they end with (the moving averages with weight_ema) and each step's loss."""
-    program, _, rest = make_program(config)
-    knobs = Knobs.of(config)
-    train_step = jax.jit(step.train_step, static_argnums=0)
-    losses = []
-    for i, rows in enumerate(batches):
-        slots = np.resize(np.concatenate([rows, np.arange(len(labels))]), config.batch_size)
-        weights = (np.arange(config.batch_size) < len(rows)).astype(np.float32)
-        state, metrics = train_step(program, state, rest, images[slots], labels[slots],
-                                    weights, rng.step_key(rng.epoch_key(config.seed, 0), i),
-                                    knobs)
-        losses.append(step.per_model(metrics)[0]["loss"])
-    params = step.final_weights(program, state.opt_state)[0][1] if config.ema else state.params
-    return named_arrays(params, state.batch_stats), losses
-
-
 # Where a preset's knob is too weak to tell apart from its absence in 30 steps, the test
 # strengthens it: AdamW's 0.004 moves a weight by 4e-6 of itself a step (1e-7 absolute here,
 # within the tolerance after 30 steps), 0.5 by 5e-4; MaxNorm(3) is not reached from Glorot's
@@ -141,7 +123,8 @@ STRONGER = {"weight_decay": {"weight_decay": 0.5}, "max_norm": {"max_norm": 1.0}
 
 
 @pytest.mark.parametrize("technique", ["baseline", "l1", "l2", "batchnorm", "label_smoothing",
-                                       "weight_decay", "max_norm", "weight_ema"])
+                                       "weight_decay", "max_norm", "weight_ema",
+                                       "activity_l2", "orthogonal"])
 def test_training_steps_match_keras_train_on_batch(fashion, technique):
     """30 steps from identical weights on identical batches, the last one partial (36 rows),
     agree with Keras in every weight, bias and batch-norm statistic, and in each step's loss.

@@ -12,6 +12,14 @@ three kinds of variable that the step sets before every call (`prepare`):
     RowMask   which rows of the batch are real (1) and which are the padding of a partial
               batch (0), for a batch norm's statistics
 
+and one kind the layer sets when called: ExampleLoss, a loss term per example of the batch
+(an activity penalty, Keras' activity_regularizer), which the step adds to each example's
+loss in training and evaluation (`prepare` zeroes it before every call).
+
+A layer's position is its place in the model (hidden layer i: i; the CNN's feature maps:
+their own number) plus, for a technique that may sit beside dropout at one place, an
+offset of its own (`STREAM`), so that no two layers draw from one key.
+
 A user's model may hold these layers too (their values then sweepable knobs), beside flax's
 own nnx.Dropout, whose `dropout` stream the step reseeds from the same key.
 """
@@ -38,6 +46,10 @@ class RowMask(nnx.Variable):
     """1 for the batch's real rows, 0 for padding, set before every training call."""
 
 
+class ExampleLoss(nnx.Variable):
+    """A loss term per example ([B]) that a layer sets when called; 0 before the call."""
+
+
 def knob(value, field: str) -> Knob:
     return Knob(jnp.asarray(value, jnp.float32), field=field)
 
@@ -54,6 +66,17 @@ def drawing_key(variable: LayerKey) -> jax.Array:
 
 def row_mask() -> RowMask:
     return RowMask(jnp.ones((1,), bool))
+
+
+def example_loss() -> ExampleLoss:
+    return ExampleLoss(jnp.zeros((), jnp.float32))
+
+
+def example_losses(model: nnx.Module) -> jax.Array:
+    """The sum of the loss terms per example that the model's layers set in its last call
+    (a scalar 0 where none did)."""
+    terms = [v[...] for _, v in nnx.iter_graph(model) if isinstance(v, ExampleLoss)]
+    return sum(terms, jnp.zeros((), jnp.float32))
 
 
 class TrainingNoise(nnx.Module):
@@ -94,6 +117,8 @@ def prepare(model: nnx.Module, *, train: bool, knobs=None, key=None, rows=None) 
             variable.set_value(jax.random.key_data(jax.random.fold_in(key, variable.position)))
         elif isinstance(variable, RowMask) and rows is not None:
             variable.set_value(rows > 0)
+        elif isinstance(variable, ExampleLoss):
+            variable.set_value(jnp.zeros((), jnp.float32))
     if key is not None:
         nnx.reseed(model, dropout=jax.random.fold_in(key, FLAX_STREAMS))
 

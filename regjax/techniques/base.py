@@ -5,9 +5,12 @@ step's key it draws from, and the places where it acts, in Keras' order:
 
     inputs     an input transform of the training batch: affine augmentation, random
                erasing, MixUp, CutMix, Gaussian noise
-    layers     a layer the models place: dropout, batch norm, spatial dropout
-    penalty    a loss term of the model's regularized kernels: L1, L2
+    layers     a layer the models place: dropout, batch norm, spatial dropout, Gaussian
+               dropout, an activity penalty (a layer may add a loss term per example)
+    penalty    a loss term of the model's regularized kernels: L1, L2, orthogonality
     targets    a change of the training targets: label smoothing
+    gradient   an optax GradientTransformation chained before Keras' Adam, on the
+               gradient: gradient noise, SAM's gradient at the ascent point
     update     an optax GradientTransformation chained after Keras' Adam: AdamW's decay,
                the weights' moving average
     project    a projection of the weights after each update: MaxNorm
@@ -25,7 +28,7 @@ import dataclasses
 from typing import Any, Callable, NamedTuple
 
 # The places, in the order a step runs them; a technique's `order` sorts it within its place.
-PLACES = ("inputs", "layers", "penalty", "targets", "update", "project", "host")
+PLACES = ("inputs", "layers", "penalty", "targets", "gradient", "update", "project", "host")
 # The notebook's CNN, which the CNN presets start from: Conv2D(32, 3x3), MaxPool, Dense(128),
 # validated on the test split.
 NOTEBOOK_CNN = dict(model="cnn", hidden=(128,), validation="test")
@@ -54,10 +57,15 @@ class Technique:
         a layer for a registered model to place in `slot` ("hidden": after each hidden
         Dense and its ReLU, `features` units; "maps": after the convolution block, its
         feature maps), from regjax.nn.layers' variables (its knob as a Knob, its key as a
-        LayerKey drawn at `position`).
+        LayerKey drawn at `position`; a loss term per example as an ExampleLoss).
     penalty(kernels, knobs) -> scalar: added to the loss; kernels: the model's regularized
         kernels (regjax.models.regularized_kernels).
     targets(targets, knobs) -> targets: the training and validation targets [B, classes].
+    gradient(knobs) -> optax.GradientTransformation: chained before Keras' Adam; one that
+        supports extra arguments (optax.GradientTransformationExtraArgs) receives `key`
+        (the step's key: it draws from regjax.rng.technique_key(key, its branch)) and
+        `loss_gradient` (params -> the loss's gradient at those weights on the step's
+        batch, with the step's draws; the batch statistics are not updated by it).
     update(knobs) -> optax.GradientTransformation: chained after Keras' Adam.
     project(params, kernels, knobs) -> params: after each update; kernels: the paths of the
         regularized kernels in params.
@@ -85,6 +93,7 @@ class Technique:
     layers: dict[str, Callable] = dataclasses.field(default_factory=dict)
     penalty: Callable | None = None
     targets: Callable | None = None
+    gradient: Callable | None = None
     update: Callable | None = None
     project: Callable | None = None
     host: Callable | None = None

@@ -48,7 +48,7 @@ EVAL_CHUNK = 2000  # rows per evaluation chunk (fixed, so any split size compile
 class TrainState(NamedTuple):
     params: nnx.State
     batch_stats: nnx.State
-    opt_state: Any  # Keras' Adam's, then each update technique's (optimizer)
+    opt_state: Any  # each gradient technique's, Keras' Adam's, each update technique's
 
 
 class Metrics(NamedTuple):
@@ -94,9 +94,13 @@ def program_of(config: Config, spec: DataSpec, maker=None) -> Program:
 
 
 def optimizer(program: Program, knobs: Knobs) -> optax.GradientTransformation:
-    """Keras' Adam at the model's learning rate, then each update technique's transformation
-    (AdamW's decay, the weights' moving average) in order."""
-    return optax.chain(keras_adam(knobs.learning_rate),
+    """The gradient techniques' transformations (gradient noise, SAM's ascent), Keras' Adam at
+    the model's learning rate, then the update techniques' (AdamW's decay, the weights'
+    moving average), in order. Its update takes the extra arguments `key` (the step's key)
+    and `loss_gradient` (params -> the loss's gradient at those weights on the step's batch,
+    with its draws), which transformations that support extra arguments receive."""
+    return optax.chain(*(t.gradient(knobs) for t in program.hooks("gradient")),
+                       keras_adam(knobs.learning_rate),
                        *(t.update(knobs) for t in program.hooks("update")))
 
 
@@ -115,7 +119,8 @@ def final_weights(program: Program, opt_state) -> list[tuple]:
     """(technique, the weights it ends a model with) of the update techniques that replace
     them when training ends (Keras' finalize: the moving average)."""
     updates = program.hooks("update")
-    return [(t, t.final(opt_state[1 + updates.index(t)])) for t in updates if t.final]
+    first = len(program.hooks("gradient")) + 1  # after the gradient techniques' and Adam's
+    return [(t, t.final(opt_state[first + updates.index(t)])) for t in updates if t.final]
 
 
 # ------------------------------------------------------------------------------ the data
@@ -142,12 +147,14 @@ def normalize(images: jax.Array) -> jax.Array:
 
 def logits_of(program: Program, params, batch_stats, rest, images, *, train: bool,
               knobs: Knobs, key=None, rows=None):
-    """The model's logits for float images, and its batch statistics after the call: the
-    model merged, its layers given their knobs, keys and rows (regjax.nn.layers.prepare)."""
+    """The model's logits for float images, its batch statistics after the call and the loss
+    terms per example its layers added: the model merged, its layers given their knobs,
+    keys and rows (regjax.nn.layers.prepare)."""
     # copy: fresh Variables belonging to this trace, which the call may update.
     model = nnx.merge(program.graphdef, params, batch_stats, rest, copy=True)
     layers.prepare(model, train=train, knobs=knobs, key=key, rows=rows)
-    return model(images), nnx.state(model, nnx.BatchStat)
+    logits = model(images)
+    return logits, nnx.state(model, nnx.BatchStat), layers.example_losses(model)
 
 
 def loss(program: Program, params, batch_stats, rest, images, labels, weights, key,
@@ -157,12 +164,13 @@ def loss(program: Program, params, batch_stats, rest, images, labels, weights, k
     training); `mix`, MixUp's or CutMix's partners and weights (regjax.nn.mixing), makes the
     targets mixed (accuracy then counts the mixed target's largest class, as Keras' accuracy
     does). Returns (loss, (new batch stats, Metrics))."""
-    logits, batch_stats = logits_of(program, params, batch_stats, rest, images, train=train,
-                                    knobs=knobs, key=key, rows=weights if train else None)
+    logits, batch_stats, example_loss = logits_of(
+        program, params, batch_stats, rest, images, train=train, knobs=knobs, key=key,
+        rows=weights if train else None)
     targets = mixed_one_hot(labels, program.spec.classes, mix, logits.dtype)
     for t in program.hooks("targets"):
         targets = t.targets(targets, knobs)
-    per_example = cross_entropy(logits, targets)
+    per_example = cross_entropy(logits, targets) + example_loss
     count = jnp.sum(weights)
     total = jnp.sum(per_example * weights)
     kernels = tree.arrays_at(params, program.kernels)
@@ -182,10 +190,17 @@ def train_step(program: Program, state: TrainState, rest, images, labels, weight
     x, mix = normalize(images), None
     for t in program.hooks("inputs"):  # in Keras' order: the warp first, the noise last
         x, mix = t.inputs(rng.technique_key(key, t.branch), x, weights, knobs, mix)
-    grads, (batch_stats, metrics) = jax.grad(loss, argnums=1, has_aux=True)(
-        program, state.params, state.batch_stats, rest, x, labels, weights,
-        rng.layers_key(key), knobs, train=True, mix=mix)
-    updates, opt_state = optimizer(program, knobs).update(grads, state.opt_state, state.params)
+
+    def gradient(params):  # the loss's on this batch, with this step's draws, at `params`
+        return jax.grad(loss, argnums=1, has_aux=True)(
+            program, params, state.batch_stats, rest, x, labels, weights,
+            rng.layers_key(key), knobs, train=True, mix=mix)
+
+    # Only the gradient at the weights themselves updates the batch statistics.
+    grads, (batch_stats, metrics) = gradient(state.params)
+    updates, opt_state = optimizer(program, knobs).update(
+        grads, state.opt_state, state.params, key=key,
+        loss_gradient=lambda params: gradient(params)[0])
     params = optax.apply_updates(state.params, updates)
     for t in program.hooks("project"):  # Keras applies constraints after the update
         params = t.project(params, program.kernels, knobs)
@@ -228,7 +243,7 @@ def predict(program: Program, params, batch_stats, rest, images, knobs: Knobs) -
     rows, _ = eval_chunks(images.shape[0])
 
     def chunk(r):
-        logits, _ = logits_of(program, params, batch_stats, rest, normalize(images[r]),
+        logits, _, _ = logits_of(program, params, batch_stats, rest, normalize(images[r]),
                               train=False, knobs=knobs)
         return jax.nn.softmax(logits)
 
