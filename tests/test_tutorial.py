@@ -28,7 +28,7 @@ def test_the_tutorial_runs_and_shows_every_technique(tiny_idx_dir, tmp_path):
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     code = [c for c in notebook.cells if c.cell_type == "code"]
     printed = "".join(outputs(c)[0] for c in code)
-    for technique in TECHNIQUES:  # Part 1 one cell each, Part 2 in a loop
+    for technique in TECHNIQUES:  # Part 1 one cell each, Parts 2 and 3 in a loop each
         assert f"{technique}: test accuracy " in printed, technique
     plotted = [c for c in code if "regjax.plot(" in c.source or ".plot()[" in c.source]
     assert len(plotted) == len(NOTEBOOK) + 2  # every Part 1 technique, the comparison twice
