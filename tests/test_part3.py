@@ -138,6 +138,12 @@ def test_gradient_noise_is_added_before_adam(fashion):
         np.testing.assert_allclose(ours[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
+# SAM at the preset's rho 0.05 moves 20 steps' weights by about 6% of Adam's alone, and two
+# runs from weights one ulp apart move about 0.5% under SSE4.2 kernels: too close for the
+# guard. At 0.5 the ascent is ten times longer and the guard holds on every instruction set.
+RHO = 0.5
+
+
 @pytest.mark.parametrize("technique", ["sam", "sam+batchnorm"])
 def test_sam_steps_match_optax_contrib_sam(fashion, technique):
     """optax.contrib.sam in its opaque mode (adversarial optimizer chain(normalize(),
@@ -147,7 +153,7 @@ def test_sam_steps_match_optax_contrib_sam(fashion, technique):
     bound of tests/rounding.py (the sum orders of two programs), and the same steps without
     SAM are GUARD times further. With batch norm, the statistics come from the first pass
     only: the reference keeps the statistics of the gradient at the weights themselves."""
-    config = presets.preset("sam", batchnorm=technique.endswith("batchnorm"))
+    config = presets.preset("sam", sam=RHO, batchnorm=technique.endswith("batchnorm"))
     program, state, rest = make_program(config)
     knobs = Knobs.of(config)
     images, labels = fashion.train.images[:1280], fashion.train.labels[:1280].astype(np.int32)
@@ -183,7 +189,15 @@ def test_sam_steps_match_optax_contrib_sam(fashion, technique):
     for name, theirs in reference.items():
         allowed = rounding.bound(distance(nudged[name], ours[name]))
         assert distance(ours[name], theirs) <= allowed, (name, distance(ours[name], theirs))
-        assert distance(plain[name], ours[name]) >= rounding.GUARD * allowed, name
+    # The guard on the kernels together: a small bias vector's relative distance is
+    # dominated by Adam's rounding coin (measured under SSE4.2 kernels: 25% for the first
+    # hidden bias between two nudged runs), and batch norm's moving statistics hardly move.
+    # With batch norm the nudged runs drift further (its Dense biases have no gradient but
+    # rounding's): there the test is of the statistics, the plain variant's guard suffices.
+    kernels = [name for name in reference if name.endswith("/kernel")]
+    every = lambda arrays: np.concatenate([np.ravel(arrays[n]) for n in kernels])  # noqa
+    allowed = rounding.bound(distance(every(nudged), every(ours)))
+    assert config.batchnorm or distance(every(plain), every(ours)) >= rounding.GUARD * allowed
 
 
 def test_sam_at_rho_zero_in_a_sam_program_is_adams_step(fashion):
