@@ -32,13 +32,15 @@ from regjax.techniques import TECHNIQUES
 
 MAX_SEED = 2**31 - 1  # the program takes the seed as an int32
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # knobs reach the program as float32
-# The registered models (regjax.models); CUSTOM is a model given as a function (`model=` in
+# The registered models (regjax.models), each with the slots where it places the layers of
+# the techniques (regjax.techniques.base); CUSTOM is a model given as a function (`model=` in
 # Python), which the command line cannot take.
-MODELS = ("mlp", "cnn")
+MODELS = {"mlp": ("hidden",), "cnn": ("hidden", "maps"), "resnet": ("residual",)}
 CUSTOM = "custom"
 
 CORE = {
-    "model": setting("mlp", MODEL, "mlp (Dense stack) or cnn (Conv 3x3, MaxPool, Dense stack)",
+    "model": setting("mlp", MODEL, "mlp (Dense stack), cnn (Conv 3x3, MaxPool, Dense stack) or "
+                     "resnet (a small residual CNN: 3 stages of 2 blocks, 16/32/64 filters)",
                      choices=(*MODELS, CUSTOM)),
     "hidden": setting((128, 64), MODEL, "sizes of the hidden Dense layers", metavar="N,N",
                       core=True),
@@ -193,6 +195,11 @@ def combination_problems(config: Config) -> list[str]:
         if technique.models is not None and config.model not in (*technique.models, CUSTOM):
             problems.append(f"{technique.acts_on}: it needs model "
                             f"{' or '.join(technique.models)}")
+        elif technique.layers and config.model != CUSTOM and \
+                not set(technique.layers) & set(MODELS[config.model]):
+            fits = [m for m, slots in MODELS.items() if set(technique.layers) & set(slots)]
+            problems.append(f"{technique.name} places its layers where model {config.model} "
+                            f"has no place for them: it needs model {' or '.join(fits)}")
         problems += [technique.excludes[other.name] for other in active
                      if other.name in technique.excludes]
     return list(dict.fromkeys(problems))  # a pair that excludes itself both ways: once

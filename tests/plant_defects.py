@@ -139,6 +139,18 @@ DEFECTS = [
            "grads, (_, metrics) = gradient(state.params)\n    batch_stats = gradient("
            "jax.tree.map(lambda w: w + 1e-3, state.params))[1][0]",
            ("tests/test_part3.py::test_sam_steps_match_optax_contrib_sam",)),
+    Defect("stochastic depth at the full rate in every block",
+           "regjax/techniques/stochastic_depth.py",
+           "return drop_path(x, rate * self.depth, key)", "return drop_path(x, rate, key)",
+           ("tests/test_resnet.py::test_each_block_drops_with_a_rate_growing_linearly_to_p",)),
+    Defect("stochastic depth's kept branches not scaled", "regjax/techniques/stochastic_depth.py",
+           "return jnp.where(kept, x / keep, jnp.zeros_like(x))",
+           "return jnp.where(kept, x, jnp.zeros_like(x))",
+           ("tests/test_resnet.py::test_drop_path_is_timms_formula",)),
+    Defect("the resnet's projection shortcut without its batch norm", "regjax/models/resnet.py",
+           "x = layer(x)\n        return nnx.relu(x + y)",
+           "x = layer(x) if isinstance(layer, nnx.Conv) else x\n        return nnx.relu(x + y)",
+           ("tests/test_resnet.py::test_the_resnet_computes_what_the_same_network_in_keras_computes",)),
 ]
 
 

@@ -29,9 +29,10 @@ from regjax.config import CUSTOM, Config, Knobs
 from regjax.data.split import DataSpec
 from regjax.models.cnn import CNN
 from regjax.models.mlp import MLP
+from regjax.models.resnet import ResNet
 from regjax.nn import layers
 
-REGISTERED = {"mlp": MLP, "cnn": CNN}  # config.MODELS
+REGISTERED = {"mlp": MLP, "cnn": CNN, "resnet": ResNet}  # config.MODELS
 
 
 def model_name(maker) -> str:

@@ -56,7 +56,9 @@ class Technique:
     layers: {slot: factory(features, position) -> nnx.Module}
         a layer for a registered model to place in `slot` ("hidden": after each hidden
         Dense and its ReLU, `features` units; "maps": after the convolution block, its
-        feature maps), from regjax.nn.layers' variables (its knob as a Knob, its key as a
+        feature maps; "residual": on a residual block's branch before the sum, `features`
+        the block's depth, 0 for the first block to 1 for the last; config.MODELS lists
+        each model's slots), from regjax.nn.layers' variables (its knob as a Knob, its key as a
         LayerKey drawn at `position`; a loss term per example as an ExampleLoss).
     penalty(kernels, knobs) -> scalar: added to the loss; kernels: the model's regularized
         kernels (regjax.models.regularized_kernels).

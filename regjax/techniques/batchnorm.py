@@ -17,9 +17,9 @@ EPSILON = 1e-3
 
 
 class BatchNorm(nnx.Module):
-    """keras.layers.BatchNormalization() on `features` units: nnx.BatchNorm with Keras'
-    momentum and epsilon, whose batch statistics count only the batch's real rows (the
-    RowMask a step sets)."""
+    """keras.layers.BatchNormalization() on `features` units (the last axis of [B, ...]):
+    nnx.BatchNorm with Keras' momentum and epsilon, whose batch statistics count only the
+    batch's real rows (the RowMask a step sets)."""
 
     def __init__(self, features: int, *, rngs: nnx.Rngs):
         self.norm = nnx.BatchNorm(features, momentum=MOMENTUM, epsilon=EPSILON, rngs=rngs)
@@ -28,7 +28,7 @@ class BatchNorm(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.norm.use_running_average:
             return self.norm(x)
-        return self.norm(x, mask=self.rows[...][:, None])
+        return self.norm(x, mask=self.rows[...].reshape(-1, *(1,) * (x.ndim - 1)))
 
 
 TECHNIQUE = Technique(
