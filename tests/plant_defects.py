@@ -149,7 +149,7 @@ DEFECTS = [
            ("tests/test_resnet.py::test_drop_path_is_timms_formula",)),
     Defect("the resnet's projection shortcut without its batch norm", "regjax/models/resnet.py",
            "x = layer(x)\n        return nnx.relu(x + y)",
-           "x = layer(x) if isinstance(layer, nnx.Conv) else x\n        return nnx.relu(x + y)",
+           "x = layer(x) if isinstance(layer, Conv) else x\n        return nnx.relu(x + y)",
            ("tests/test_resnet.py::test_the_resnet_computes_what_the_same_network_in_keras_computes",)),
 ]
 

@@ -24,7 +24,7 @@ def keras_resnet(model, spec: DataSpec):
 
     def conv(module, filters, size, stride):
         layer = kl.Conv2D(filters, size, strides=stride, padding="same", use_bias=False)
-        layer.build((None, None, None, module.in_features))
+        layer.build((None, None, None, module.kernel[...].shape[2]))
         layer.set_weights([np.asarray(module.kernel[...])])
         return layer
 
@@ -39,8 +39,7 @@ def keras_resnet(model, spec: DataSpec):
     inputs = keras.Input(spec.shape)
     x = kl.ReLU()(norm(model.norm)(conv(model.stem, STAGES[0], 3, 1)(inputs)))
     for block in model.blocks:
-        cout, stride = block.conv1.out_features, block.conv1.strides
-        stride = stride if isinstance(stride, int) else stride[0]
+        cout, stride = block.conv1.kernel[...].shape[-1], block.conv1.stride
         y = kl.ReLU()(norm(block.norm1)(conv(block.conv1, cout, 3, stride)(x)))
         y = norm(block.norm2)(conv(block.conv2, cout, 3, 1)(y))
         if len(block.shortcut):
