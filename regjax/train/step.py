@@ -229,12 +229,14 @@ def train_epoch(program: Program, state: TrainState, rest, images, labels, epoch
 
 
 def eval_chunks(n: int) -> tuple[jax.Array, jax.Array]:
-    """Rows 0..n-1 in chunks of EVAL_CHUNK [chunks, EVAL_CHUNK], the last one padded with
+    """Rows 0..n-1 in chunks of EVAL_CHUNK [chunks, EVAL_CHUNK] (one chunk of n rows where
+    n is smaller: a small split is not padded to 2,000 rows), the last one padded with
     repeats of row n-1, and the rows' weights (0 for the padding)."""
-    chunks = math.ceil(n / EVAL_CHUNK)
-    rows = jnp.arange(chunks * EVAL_CHUNK)
-    weights = (rows < n).astype(jnp.float32).reshape(chunks, EVAL_CHUNK)
-    return jnp.minimum(rows, n - 1).reshape(chunks, EVAL_CHUNK), weights
+    size = min(EVAL_CHUNK, n)
+    chunks = math.ceil(n / size)
+    rows = jnp.arange(chunks * size)
+    weights = (rows < n).astype(jnp.float32).reshape(chunks, size)
+    return jnp.minimum(rows, n - 1).reshape(chunks, size), weights
 
 
 def predict(program: Program, params, batch_stats, rest, images, knobs: Knobs) -> jax.Array:
