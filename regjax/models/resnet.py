@@ -57,22 +57,18 @@ class Conv(nnx.Module):
         return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
-def conv(cin: int, cout: int, size: int, stride: int, rngs: nnx.Rngs) -> Conv:
-    return Conv(cin, cout, size, stride, rngs)
-
-
 class Block(nnx.Module):
     """A basic block; `depth` (0 for the first block, 1 for the last) and `position` (its
     index) for the layers of the "residual" slot."""
 
     def __init__(self, cin: int, cout: int, stride: int, config, depth: float, position: int,
                  rngs: nnx.Rngs):
-        self.conv1, self.norm1 = conv(cin, cout, 3, stride, rngs), BatchNorm(cout, rngs=rngs)
-        self.conv2, self.norm2 = conv(cout, cout, 3, 1, rngs), BatchNorm(cout, rngs=rngs)
+        self.conv1, self.norm1 = Conv(cin, cout, 3, stride, rngs), BatchNorm(cout, rngs=rngs)
+        self.conv2, self.norm2 = Conv(cout, cout, 3, 1, rngs), BatchNorm(cout, rngs=rngs)
         self.branch = nnx.List([make(config, depth, position, rngs)
                                 for make in slot_layers(config, "residual")])
         changes = stride != 1 or cin != cout
-        self.shortcut = nnx.List([conv(cin, cout, 1, stride, rngs), BatchNorm(cout, rngs=rngs)]
+        self.shortcut = nnx.List([Conv(cin, cout, 1, stride, rngs), BatchNorm(cout, rngs=rngs)]
                                  if changes else [])
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -87,7 +83,7 @@ class Block(nnx.Module):
 class ResNet(nnx.Module):
     def __init__(self, config, spec: DataSpec, rngs: nnx.Rngs):
         channels = spec.shape[2]
-        self.stem, self.norm = conv(channels, STAGES[0], 3, 1, rngs), BatchNorm(STAGES[0],
+        self.stem, self.norm = Conv(channels, STAGES[0], 3, 1, rngs), BatchNorm(STAGES[0],
                                                                               rngs=rngs)
         count, blocks, cin = len(STAGES) * BLOCKS, [], STAGES[0]
         for stage, cout in enumerate(STAGES):

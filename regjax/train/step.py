@@ -167,7 +167,8 @@ def loss(program: Program, params, batch_stats, rest, images, labels, weights, k
     logits, batch_stats, example_loss = logits_of(
         program, params, batch_stats, rest, images, train=train, knobs=knobs, key=key,
         rows=weights if train else None)
-    targets = mixed_one_hot(labels, program.spec.classes, mix, logits.dtype)
+    mixed = mixed_one_hot(labels, program.spec.classes, mix, logits.dtype)
+    targets = mixed
     for t in program.hooks("targets"):
         targets = t.targets(targets, knobs)
     per_example = cross_entropy(logits, targets) + example_loss
@@ -178,8 +179,7 @@ def loss(program: Program, params, batch_stats, rest, images, labels, weights, k
     for t in program.hooks("penalty"):
         penalty += t.penalty(kernels, knobs)
     mean = total / jnp.maximum(count, 1.0) + penalty
-    target = labels if mix is None else jnp.argmax(
-        mixed_one_hot(labels, program.spec.classes, mix), -1)
+    target = labels if mix is None else jnp.argmax(mixed, -1)
     correct = jnp.sum((jnp.argmax(logits, -1) == target) * weights)
     return mean, (batch_stats, Metrics(total + penalty * count, correct, count))
 
